@@ -1,0 +1,4 @@
+export * from './errors.js';
+export * from './jobs.js';
+export * from './redis-keys.js';
+export * from './workers.js';
