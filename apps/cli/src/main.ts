@@ -1,0 +1,19 @@
+import { Command } from 'commander';
+import { bootOrExit } from '#cluster';
+import { runUp } from './up.js';
+
+const program = new Command('dijiang')
+  .description('DiJiang inference cluster: models, local cluster, batch jobs')
+  .showHelpAfterError();
+
+program
+  .command('up')
+  .description(
+    'Start the local cluster: a managed redis-server (unless REDIS_URL is set), the gateway and ' +
+      'WORKERS worker processes. Ctrl-C stops everything.',
+  )
+  .action(runUp);
+
+bootOrExit(async () => {
+  await program.parseAsync();
+});

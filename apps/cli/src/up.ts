@@ -1,0 +1,117 @@
+import { resolve } from 'node:path';
+import { launcherEnvSchema, loadConfig } from '#config';
+import {
+  freePort,
+  isLogMessage,
+  isPortInUse,
+  ReadyMessage,
+  spawnService,
+  startRedisServer,
+  type ServiceProcess,
+} from '#cluster';
+
+/**
+ * `dijiang up` (what `npm start` runs): the whole cluster on one machine. Children run in their
+ * own process group so that Ctrl-C reaches only this launcher, which then stops them in order —
+ * workers first (they hand their work back), then the gateway, then the managed Redis — instead
+ * of everything dying at once. Node children also exit if this launcher dies (IPC channel).
+ */
+export async function runUp(): Promise<void> {
+  const env = loadConfig(launcherEnvSchema);
+  const displayHost = env.HOST.includes(':') ? `[${env.HOST}]` : env.HOST;
+  const url = `http://${displayHost}:${env.PORT}`;
+  if (await isPortInUse(env.PORT, env.HOST)) {
+    throw new Error(
+      `${env.HOST}:${env.PORT} is already in use: is another \`npm start\` running? Stop it, or ` +
+        'choose another port with PORT=…',
+    );
+  }
+
+  const services: ServiceProcess[] = [];
+  let stopping = false;
+  const stopAll = async (): Promise<void> => {
+    stopping = true;
+    const byRole = (role: string) => services.filter((service) => service.name.startsWith(role));
+    await Promise.all(byRole('worker').map((service) => service.stop('SIGTERM', 15_000)));
+    await Promise.all(byRole('gateway').map((service) => service.stop('SIGTERM', 10_000)));
+    await Promise.all(byRole('redis').map((service) => service.stop('SIGTERM', 10_000)));
+  };
+  const forward = (line: string, stream: 'stdout' | 'stderr'): void => {
+    (stream === 'stdout' ? process.stdout : process.stderr).write(`${line}\n`);
+  };
+
+  try {
+    let redisUrl = env.REDIS_URL;
+    if (redisUrl === undefined) {
+      const redis = await startRedisServer({
+        port: await freePort(),
+        dir: resolve(env.DATA_DIR, 'redis'),
+        appendOnly: true,
+        detached: true,
+      });
+      services.push({ ...redis, name: 'redis' });
+      redisUrl = redis.url;
+      log(`managed redis-server on ${redis.url} (pid ${redis.pid}, data in ${env.DATA_DIR}/redis)`);
+    }
+    const childEnv = { ...process.env, REDIS_URL: redisUrl, LOG_LEVEL: env.LOG_LEVEL };
+    const entry = (app: string) => new URL(`../../${app}/src/main.js`, import.meta.url).pathname;
+
+    services.push(
+      await spawnService('gateway', process.execPath, [entry('gateway')], {
+        env: { ...childEnv, PORT: String(env.PORT), HOST: env.HOST },
+        isReady: (line) => isLogMessage(line, ReadyMessage.Gateway),
+        onLine: forward,
+        ipc: true,
+        detached: true,
+      }),
+    );
+    const workers = await Promise.all(
+      Array.from({ length: env.WORKERS }, (_unused, index) =>
+        spawnService(`worker-${index + 1}`, process.execPath, [entry('worker')], {
+          env: childEnv,
+          isReady: (line) => isLogMessage(line, ReadyMessage.Worker),
+          onLine: forward,
+          ipc: true,
+          detached: true,
+        }),
+      ),
+    );
+    services.push(...workers);
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+
+  for (const service of services) {
+    void service.exited.then((exit) => {
+      if (stopping) return;
+      log(`${service.name} (pid ${service.pid}) exited unexpectedly: ${describeExit(exit)}`);
+      if (!service.name.startsWith('worker')) {
+        // Without the gateway or Redis the cluster is useless: stop the rest and fail.
+        void stopAll().then(() => process.exit(1));
+      }
+    });
+  }
+
+  log(`cluster up: gateway ${url}, ${env.WORKERS} worker(s). Ctrl-C stops everything.`);
+  log(`try: curl ${url}/health/ready`);
+
+  await new Promise<void>((resolveStopped) => {
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (stopping) return;
+      log(`${signal}: stopping workers, gateway and Redis`);
+      void stopAll().then(resolveStopped);
+    };
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+  });
+  log('all stopped');
+}
+
+function log(message: string): void {
+  process.stdout.write(`[dijiang up] ${message}\n`);
+}
+
+function describeExit(exit: { code: number | null; signal: NodeJS.Signals | null }): string {
+  return exit.signal !== null ? `signal ${exit.signal}` : `code ${String(exit.code)}`;
+}

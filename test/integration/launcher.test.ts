@@ -1,0 +1,109 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, isLogMessage } from '#cluster';
+import { waitFor } from '../support/wait.js';
+
+const cli = fileURLToPath(new URL('../../bin/dijiang.js', import.meta.url));
+
+interface Readiness {
+  workers: { live: number; list: { pid: number }[] };
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function childrenOf(pid: number): number[] {
+  const result = spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' });
+  return result.stdout.split('\n').filter(Boolean).map(Number);
+}
+
+/** `dijiang up` (what `npm start` runs), as a user runs it: managed Redis, gateway, 2 workers. */
+describe('dijiang up', () => {
+  let port: number;
+  let launcher: ReturnType<typeof spawn>;
+  let output = '';
+  let exited: Promise<number | null>;
+  let children: number[] = [];
+  const url = (path: string): string => `http://127.0.0.1:${port}${path}`;
+
+  beforeAll(async () => {
+    port = await freePort();
+    launcher = spawn(process.execPath, [cli, 'up'], {
+      env: {
+        ...process.env,
+        PORT: String(port),
+        WORKERS: '2',
+        DATA_DIR: mkdtempSync(join(tmpdir(), 'dijiang-up-')),
+        WORKER_TTL_MS: '3000',
+        REDIS_URL: '',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    exited = new Promise((resolve) => launcher.once('exit', resolve));
+    launcher.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    launcher.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    await waitFor(() => output.includes('cluster up:'), {
+      timeoutMs: 30_000,
+      message: 'the launcher to report the cluster up',
+    });
+    children = childrenOf(launcher.pid ?? 0);
+  });
+  afterAll(() => {
+    for (const pid of [...children, launcher.pid ?? 0])
+      if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+  });
+
+  it('prints the URL and an example request', () => {
+    expect(output).toContain(`gateway http://127.0.0.1:${port}`);
+    expect(output).toContain(`curl http://127.0.0.1:${port}/health/ready`);
+    expect(output.split('\n').some((line) => isLogMessage(line, 'gateway listening'))).toBe(true);
+  });
+
+  it('runs a managed redis-server, the gateway and 2 workers as its children', async () => {
+    expect(children).toHaveLength(4);
+    const response = await fetch(url('/health/ready'));
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as Readiness;
+    expect(body.workers.live).toBe(2);
+    for (const worker of body.workers.list) expect(children).toContain(worker.pid);
+  });
+
+  it('refuses a second start on the same port, clearly', () => {
+    const second = spawnSync(process.execPath, [cli, 'up'], {
+      env: { ...process.env, PORT: String(port), REDIS_URL: '' },
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    expect(second.status).toBe(1);
+    expect(second.stderr).toContain(`127.0.0.1:${port} is already in use`);
+  });
+
+  it('shows a SIGKILLed worker gone from /health/ready within seconds', async () => {
+    const body = (await (await fetch(url('/health/ready'))).json()) as Readiness;
+    const victim = body.workers.list[0]?.pid ?? 0;
+    process.kill(victim, 'SIGKILL');
+    await waitFor(
+      async () =>
+        ((await (await fetch(url('/health/ready'))).json()) as Readiness).workers.live === 1,
+      { timeoutMs: 10_000, message: 'the killed worker to leave /health/ready' },
+    );
+    expect(output).toContain(`(pid ${victim}) exited unexpectedly: signal SIGKILL`);
+  });
+
+  it('stops every child on SIGINT (Ctrl-C) and exits 0', async () => {
+    launcher.kill('SIGINT');
+    expect(await exited).toBe(0);
+    expect(output).toContain('all stopped');
+    for (const pid of children) expect(isAlive(pid), `pid ${pid} still running`).toBe(false);
+  });
+});
