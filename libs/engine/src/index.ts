@@ -1,0 +1,3 @@
+export * from './random.js';
+export * from './sampler.js';
+export * from './stop-strings.js';
