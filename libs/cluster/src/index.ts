@@ -5,3 +5,6 @@ export * from './process.js';
 export * from './ports.js';
 export * from './redis-server.js';
 export * from './services.js';
+export * from './cancellation.js';
+export * from './job-stream.js';
+export * from './queues.js';

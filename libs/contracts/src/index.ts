@@ -2,3 +2,4 @@ export * from './errors.js';
 export * from './jobs.js';
 export * from './redis-keys.js';
 export * from './workers.js';
+export * from './streams.js';

@@ -58,25 +58,37 @@ export const textSourceSchema = z.union([
   z.strictObject({ text: z.string() }),
   z.strictObject({ documentId: z.string().min(1) }),
 ]);
+export type TextSource = z.infer<typeof textSourceSchema>;
 
-export const generateJobSchema = z.strictObject({
+/** Fields every job carries. */
+const jobBase = {
   model: modelIdSchema,
   input: textSourceSchema,
+  /** The tenant (API key owner) that submitted the job; other tenants never see it. */
+  owner: z.string().min(1),
+};
+
+export const generateJobSchema = z.strictObject({
+  ...jobBase,
   sampling: samplingSchema,
+  /** Number of choices (OpenAI `n`), each sampled independently from the same prompt. */
+  n: z.number().int().min(1).max(16).default(1),
   /** Continue from a saved state: only `input` is processed on top of it. */
   stateId: z.string().min(1).optional(),
 });
 
 export const scoreJobSchema = z.strictObject({
-  model: modelIdSchema,
-  input: textSourceSchema,
+  ...jobBase,
   /** Also report perplexity per window of this many tokens. */
   windowTokens: z.number().int().min(1).optional(),
+  /** Return every token's log-probability (large for long texts). @defaultValue false */
+  tokenLogprobs: z.boolean().default(false),
 });
 
 export const digestJobSchema = z.strictObject({
-  model: modelIdSchema,
-  input: textSourceSchema,
+  ...jobBase,
+  /** Continue an existing saved state instead of starting from nothing. */
+  stateId: z.string().min(1).optional(),
   /** How long the produced state is kept. @defaultValue 3600 */
   stateTtlSeconds: z
     .number()
@@ -92,28 +104,69 @@ export const jobPayloadSchemas = {
   [JobName.Digest]: digestJobSchema,
 } as const;
 export type JobPayload<N extends JobName> = z.infer<(typeof jobPayloadSchemas)[N]>;
+/** What producers pass (defaults not yet applied). */
+export type JobPayloadInput<N extends JobName> = z.input<(typeof jobPayloadSchemas)[N]>;
 
-export const generateResultSchema = z.strictObject({
-  text: z.string(),
-  finishReason: z.enum(['stop', 'length', 'cancelled']),
+const tokenLogprobSchema = z.strictObject({ text: z.string(), logprob: z.number() });
+
+export const finishReasonSchema = z.enum(['stop', 'length', 'cancelled']);
+export type FinishReason = z.infer<typeof finishReasonSchema>;
+
+export const usageSchema = z.strictObject({
   promptTokens: z.number().int().min(0),
   completionTokens: z.number().int().min(0),
+  /** Prompt tokens whose state came from the prefix cache or a saved state. */
   cachedTokens: z.number().int().min(0),
 });
+export type Usage = z.infer<typeof usageSchema>;
+
+export const generateResultSchema = z.strictObject({
+  choices: z.array(
+    z.strictObject({
+      index: z.number().int().min(0),
+      text: z.string(),
+      finishReason: finishReasonSchema,
+      /** Per generated token, when the job asked for logprobs. */
+      logprobs: z
+        .array(
+          z.strictObject({
+            text: z.string(),
+            logprob: z.number(),
+            top: z.array(tokenLogprobSchema),
+          }),
+        )
+        .optional(),
+    }),
+  ),
+  usage: usageSchema,
+});
+export type GenerateResult = z.infer<typeof generateResultSchema>;
 
 export const scoreResultSchema = z.strictObject({
+  /** Tokens scored (every token of the text; the first is predicted from end-of-text). */
   tokens: z.number().int().min(0),
   totalNll: z.number(),
   perplexity: z.number(),
   windows: z.array(
-    z.strictObject({ start: z.number().int(), end: z.number().int(), perplexity: z.number() }),
+    z.strictObject({
+      start: z.number().int(),
+      end: z.number().int(),
+      nll: z.number(),
+      perplexity: z.number(),
+    }),
   ),
+  tokenLogprobs: z.array(z.number()).optional(),
 });
+export type ScoreResult = z.infer<typeof scoreResultSchema>;
 
 export const digestResultSchema = z.strictObject({
   stateId: z.string(),
+  model: modelIdSchema,
+  /** Tokens processed into the state, the saved state's own included. */
   position: z.number().int().min(0),
+  expiresAt: z.iso.datetime(),
 });
+export type DigestResult = z.infer<typeof digestResultSchema>;
 
 export const jobResultSchemas = {
   [JobName.Generate]: generateResultSchema,
@@ -121,3 +174,16 @@ export const jobResultSchemas = {
   [JobName.Digest]: digestResultSchema,
 } as const;
 export type JobResult<N extends JobName> = z.infer<(typeof jobResultSchemas)[N]>;
+
+/** What a worker reports in BullMQ's job progress while it holds the job. */
+export const jobProgressSchema = z.strictObject({
+  phase: z.enum(['prefill', 'decode', 'finishing']),
+  /** Input tokens processed so far / in total. */
+  promptTokensDone: z.number().int().min(0),
+  promptTokensTotal: z.number().int().min(0),
+  /** Output tokens generated so far (all choices). */
+  completionTokens: z.number().int().min(0),
+  worker: z.strictObject({ id: z.string(), host: z.string(), pid: z.number().int() }),
+  updatedAt: z.iso.datetime(),
+});
+export type JobProgress = z.infer<typeof jobProgressSchema>;

@@ -6,15 +6,50 @@
  * @defaultValue prefix `dijiang` (`QUEUE_PREFIX`)
  */
 export interface RedisKeys {
+  readonly prefix: string;
   /** Set of worker ids that have registered; entries whose record expired are pruned on read. */
   readonly workerIndex: string;
   /** The worker's record (JSON {@link WorkerRecord}); expires unless its heartbeat renews it. */
   worker(workerId: string): string;
+  /** Redis stream of a job's output events (see streams.ts); the source of truth for output. */
+  jobStream(jobId: string): string;
+  /** Pub/sub channel on which cancellation requests (a job id) are announced to all workers. */
+  readonly cancelChannel: string;
+  /** Set when a job is cancelled, for a worker that picks the job up after the announcement. */
+  cancelFlag(jobId: string): string;
+  /** Binary recurrent state of one choice of a running job (see DESIGN.md decision 5). */
+  checkpoint(jobId: string, choice: number): string;
+  /** Binary recurrent state saved for later requests (`/v1/states`). */
+  savedState(stateId: string): string;
+  /** Hash describing a saved state (model, position, owner, created/expiry). */
+  savedStateMeta(stateId: string): string;
+  /** An uploaded document's text (`/v1/documents`). */
+  document(documentId: string): string;
+  /** Hash describing an uploaded document (owner, bytes, created). */
+  documentMeta(documentId: string): string;
+  /** Prefix-state cache: one state per (model, token-prefix hash). */
+  prefixState(modelId: string, prefixHash: string): string;
+  /** Sorted set of prefix-cache entries by last use (for least-recently-used eviction). */
+  readonly prefixIndex: string;
+  /** Hash of prefix-cache counters: hits, misses, bytes, evictions. */
+  readonly prefixStats: string;
 }
 
 export function redisKeys(prefix: string): RedisKeys {
   return {
+    prefix,
     workerIndex: `${prefix}:workers`,
     worker: (workerId) => `${prefix}:worker:${workerId}`,
+    jobStream: (jobId) => `${prefix}:stream:${jobId}`,
+    cancelChannel: `${prefix}:cancel`,
+    cancelFlag: (jobId) => `${prefix}:cancel:${jobId}`,
+    checkpoint: (jobId, choice) => `${prefix}:ckpt:${jobId}:${choice}`,
+    savedState: (stateId) => `${prefix}:state:${stateId}`,
+    savedStateMeta: (stateId) => `${prefix}:state:${stateId}:meta`,
+    document: (documentId) => `${prefix}:doc:${documentId}`,
+    documentMeta: (documentId) => `${prefix}:doc:${documentId}:meta`,
+    prefixState: (modelId, prefixHash) => `${prefix}:pfx:${modelId}:${prefixHash}`,
+    prefixIndex: `${prefix}:pfx:index`,
+    prefixStats: `${prefix}:pfx:stats`,
   };
 }

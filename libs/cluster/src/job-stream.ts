@@ -1,0 +1,93 @@
+import type { Redis } from 'ioredis';
+import { decodeStreamEvent, encodeStreamEvent, type RedisKeys, type StreamEvent } from '#contracts';
+
+/**
+ * A job's output stream in Redis (DESIGN.md decision 4): workers append, any number of readers
+ * (SSE connections, synchronous waits, the jobs API) follow it from any entry id. The stream is
+ * kept whole while the job lives, so a client that reconnects with `Last-Event-ID` misses nothing.
+ */
+
+/** How long a finished job's stream is kept for late readers. @defaultValue 24 h */
+export const FINISHED_STREAM_TTL_SECONDS = 24 * 3600;
+
+export async function appendStreamEvents(
+  redis: Redis,
+  keys: RedisKeys,
+  jobId: string,
+  events: readonly StreamEvent[],
+): Promise<void> {
+  if (events.length === 0) return;
+  const key = keys.jobStream(jobId);
+  const pipeline = redis.pipeline();
+  for (const event of events) pipeline.xadd(key, '*', ...encodeStreamEvent(event));
+  if (events.some((event) => event.type === 'done' || event.type === 'failed')) {
+    pipeline.expire(key, FINISHED_STREAM_TTL_SECONDS);
+  }
+  const results = await pipeline.exec();
+  const failure = results?.find(([error]) => error !== null)?.[0];
+  if (failure) throw failure;
+}
+
+export interface StreamEntry {
+  /** The Redis stream entry id, usable as an SSE event id and as `after` to resume. */
+  id: string;
+  event: StreamEvent;
+}
+
+/**
+ * Reads a job's stream from after `after` ('0' = from the start) until a `done`/`failed` event,
+ * blocking up to `blockMs` per read. Tokens already seen — the same (choice, index) appended
+ * again by a worker that resumed the job — are skipped, so readers see each token exactly once.
+ * `seen` may be pre-filled by a caller that resumes reading.
+ */
+export async function* followStream(
+  redis: Redis,
+  keys: RedisKeys,
+  jobId: string,
+  options: { after?: string; blockMs?: number; signal?: AbortSignal; seen?: Set<string> } = {},
+): AsyncGenerator<StreamEntry> {
+  const key = keys.jobStream(jobId);
+  const seen = options.seen ?? new Set<string>();
+  let after = options.after ?? '0';
+  const blockMs = options.blockMs ?? 5000;
+  while (options.signal?.aborted !== true) {
+    const reply = await redis.xread('COUNT', 512, 'BLOCK', blockMs, 'STREAMS', key, after);
+    const entries = reply?.[0]?.[1] ?? [];
+    for (const [id, fields] of entries) {
+      after = id;
+      const event = decodeStreamEvent(fields);
+      if (event.type === 'token') {
+        const tokenKey = `${event.choice}:${event.index}`;
+        if (seen.has(tokenKey)) continue;
+        seen.add(tokenKey);
+      }
+      yield { id, event };
+      if (event.type === 'done' || event.type === 'failed') return;
+    }
+  }
+}
+
+/** Tokens already in the stream per choice, in index order (for a worker resuming the job). */
+export async function streamedTokens(
+  redis: Redis,
+  keys: RedisKeys,
+  jobId: string,
+): Promise<Map<number, number[]>> {
+  const entries = await redis.xrange(keys.jobStream(jobId), '-', '+');
+  const byChoice = new Map<number, Map<number, number>>();
+  for (const [, fields] of entries) {
+    const event = decodeStreamEvent(fields);
+    if (event.type !== 'token') continue;
+    const tokens = byChoice.get(event.choice) ?? new Map<number, number>();
+    if (!tokens.has(event.index)) tokens.set(event.index, event.token);
+    byChoice.set(event.choice, tokens);
+  }
+  const result = new Map<number, number[]>();
+  for (const [choice, tokens] of byChoice) {
+    const ordered: number[] = [];
+    // Only the gap-free run from index 0 can be replayed.
+    for (let index = 0; tokens.has(index); index += 1) ordered.push(tokens.get(index) ?? 0);
+    result.set(choice, ordered);
+  }
+  return result;
+}
