@@ -1,0 +1,207 @@
+/**
+ * Model bundles: a folder with `model.json` (the manifest), `model.onnx` (+ `model.onnx.data` when
+ * the weights are large), optionally `model-fp16.onnx` for CUDA workers, and `tokenizer.json` when
+ * the tokenizer is 'hf'. Loading verifies every listed file's size and sha256.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { copyFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { z } from 'zod';
+import {
+  kvBytesPerToken,
+  modelConfigSchema,
+  stateBytesPerSequence,
+  type ModelConfig,
+} from './config.js';
+import { writeOnnxModel, type ExternalDataMode } from './onnx/export.js';
+import type { Precision } from './onnx/model-graph.js';
+import { parameterCount, validateWeights, type Weights } from './weights.js';
+
+export const BUNDLE_MANIFEST = 'model.json';
+export const BUNDLE_TOKENIZER = 'tokenizer.json';
+export const BUNDLE_GRAPHS = {
+  fp32: 'model.onnx',
+  fp16: 'model-fp16.onnx',
+} as const satisfies Record<Precision, string>;
+export const BUNDLE_FORMAT = 1;
+
+const fileEntrySchema = z.strictObject({
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  bytes: z.number().int().nonnegative(),
+});
+
+export const bundleManifestSchema = z.strictObject({
+  format: z.literal(BUNDLE_FORMAT),
+  id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/),
+  config: modelConfigSchema,
+  tokenizer: z.enum(['byte', 'hf']),
+  /** Graph file per precision; fp32 always, fp16 when built for CUDA. */
+  graphs: z.strictObject({ fp32: z.string(), fp16: z.string().optional() }),
+  /** Every file of the bundle except model.json, with its checksum. */
+  files: z.record(z.string(), fileEntrySchema),
+  parameterCount: z.number().int().positive(),
+  stateBytesPerSequence: z.number().int().nonnegative(),
+  kvBytesPerToken: z.number().int().nonnegative(),
+  /** The seed the weights were initialised from, for models built from a preset. */
+  seed: z.number().int().optional(),
+});
+export type BundleManifest = z.infer<typeof bundleManifestSchema>;
+
+export interface WriteBundleOptions {
+  /** Model id (file-system and queue-name safe). */
+  id: string;
+  /** Recorded in the manifest when the weights came from a seeded init. */
+  seed?: number;
+  /** Also write the fp16 graph for CUDA workers. @defaultValue false */
+  fp16?: boolean;
+  /** @defaultValue 'auto' */
+  externalData?: ExternalDataMode;
+  /** Path of a Hugging Face tokenizer.json to copy; required when config.tokenizer is 'hf'. */
+  tokenizerJsonPath?: string;
+}
+
+export async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+async function fileEntry(path: string): Promise<z.infer<typeof fileEntrySchema>> {
+  return { sha256: await sha256File(path), bytes: (await stat(path)).size };
+}
+
+/** Writes a bundle folder (created if missing) and returns its manifest. */
+export async function writeBundle(
+  dir: string,
+  config: ModelConfig,
+  weights: Weights,
+  options: WriteBundleOptions,
+): Promise<BundleManifest> {
+  validateWeights(config, weights);
+  if (config.tokenizer === 'hf' && options.tokenizerJsonPath === undefined) {
+    throw new Error(
+      `model ${options.id} uses a Hugging Face tokenizer: give the tokenizer.json to bundle`,
+    );
+  }
+  if (config.tokenizer === 'byte' && options.tokenizerJsonPath !== undefined) {
+    throw new Error(
+      `model ${options.id} uses the byte tokenizer: a tokenizer.json does not belong in its bundle`,
+    );
+  }
+  await mkdir(dir, { recursive: true });
+  const written: string[] = [];
+  const precisions: Precision[] = options.fp16 === true ? ['fp32', 'fp16'] : ['fp32'];
+  for (const precision of precisions) {
+    const onnx = await writeOnnxModel(config, weights, join(dir, BUNDLE_GRAPHS[precision]), {
+      precision,
+      ...(options.externalData === undefined ? {} : { externalData: options.externalData }),
+    });
+    written.push(onnx.modelPath);
+    if (onnx.dataPath !== undefined) written.push(onnx.dataPath);
+  }
+  if (options.tokenizerJsonPath !== undefined) {
+    const target = join(dir, BUNDLE_TOKENIZER);
+    await copyFile(options.tokenizerJsonPath, target);
+    written.push(target);
+  }
+  const files: BundleManifest['files'] = {};
+  for (const path of written) files[basename(path)] = await fileEntry(path);
+  const manifest: BundleManifest = {
+    format: BUNDLE_FORMAT,
+    id: options.id,
+    config,
+    tokenizer: config.tokenizer,
+    graphs: options.fp16 === true ? { ...BUNDLE_GRAPHS } : { fp32: BUNDLE_GRAPHS.fp32 },
+    files,
+    parameterCount: parameterCount(config),
+    stateBytesPerSequence: stateBytesPerSequence(config),
+    kvBytesPerToken: kvBytesPerToken(config),
+    ...(options.seed === undefined ? {} : { seed: options.seed }),
+  };
+  await writeFile(
+    join(dir, BUNDLE_MANIFEST),
+    `${JSON.stringify(bundleManifestSchema.parse(manifest), null, 2)}\n`,
+  );
+  return manifest;
+}
+
+export interface LoadedBundle {
+  readonly dir: string;
+  readonly manifest: BundleManifest;
+  /** Absolute path of the graph for `precision`. */
+  graphPath(precision: Precision): string;
+  /** The tokenizer.json path, for 'hf' tokenizers. */
+  readonly tokenizerJsonPath?: string;
+}
+
+/**
+ * Reads and validates `dir/model.json`, then checks that every listed file exists with the
+ * recorded size and sha256. Errors name the bundle and the missing or corrupt file.
+ */
+export async function loadBundle(dir: string): Promise<LoadedBundle> {
+  const manifestPath = join(dir, BUNDLE_MANIFEST);
+  let text: string;
+  try {
+    text = await readFile(manifestPath, 'utf8');
+  } catch (error) {
+    throw new Error(`model bundle ${dir}: missing ${BUNDLE_MANIFEST} (not a model bundle?)`, {
+      cause: error,
+    });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new Error(`model bundle ${dir}: ${BUNDLE_MANIFEST} is not valid JSON`, { cause: error });
+  }
+  const parsed = bundleManifestSchema.safeParse(json);
+  if (!parsed.success) {
+    throw new Error(
+      `model bundle ${dir}: invalid ${BUNDLE_MANIFEST}: ${z.prettifyError(parsed.error)}`,
+    );
+  }
+  const manifest = parsed.data;
+  const required = [
+    manifest.graphs.fp32,
+    ...(manifest.graphs.fp16 === undefined ? [] : [manifest.graphs.fp16]),
+  ];
+  if (manifest.tokenizer === 'hf') required.push(BUNDLE_TOKENIZER);
+  for (const name of required) {
+    if (manifest.files[name] === undefined) {
+      throw new Error(`model bundle ${dir}: ${BUNDLE_MANIFEST} lists no checksum for ${name}`);
+    }
+  }
+  for (const [name, expected] of Object.entries(manifest.files)) {
+    const path = join(dir, name);
+    let size: number;
+    try {
+      size = (await stat(path)).size;
+    } catch (error) {
+      throw new Error(`model bundle ${dir}: missing file ${name} (listed in ${BUNDLE_MANIFEST})`, {
+        cause: error,
+      });
+    }
+    if (size !== expected.bytes) {
+      throw new Error(
+        `model bundle ${dir}: ${name} is corrupt: ${size} bytes, ${BUNDLE_MANIFEST} says ${expected.bytes}`,
+      );
+    }
+    const actual = await sha256File(path);
+    if (actual !== expected.sha256) {
+      throw new Error(
+        `model bundle ${dir}: ${name} is corrupt: sha256 ${actual} does not match ${BUNDLE_MANIFEST} (${expected.sha256})`,
+      );
+    }
+  }
+  return {
+    dir,
+    manifest,
+    graphPath(precision: Precision): string {
+      const graph = manifest.graphs[precision];
+      if (graph === undefined) throw new Error(`model bundle ${dir} has no ${precision} graph`);
+      return join(dir, graph);
+    },
+    ...(manifest.tokenizer === 'hf' ? { tokenizerJsonPath: join(dir, BUNDLE_TOKENIZER) } : {}),
+  };
+}

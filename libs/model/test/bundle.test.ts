@@ -1,0 +1,132 @@
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import {
+  initWeights,
+  kvBytesPerToken,
+  loadBundle,
+  openBundleSession,
+  oracleLogits,
+  parameterCount,
+  presetConfig,
+  runChunk,
+  sha256File,
+  stateBytesPerSequence,
+  writeBundle,
+} from '#model';
+import { expectClose } from './support.js';
+
+async function tinyBundle(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'dijiang-bundle-'));
+  const config = presetConfig('tiny', 'dijiang');
+  await writeBundle(dir, config, initWeights(config, 3), { id: 'tiny-test', seed: 3 });
+  return dir;
+}
+
+describe('model bundles', () => {
+  it('round trip: the manifest describes the files and the loaded graph computes the model', async () => {
+    const config = presetConfig('tiny', 'dijiang');
+    const weights = initWeights(config, 3);
+    const dir = await tinyBundle();
+    const bundle = await loadBundle(dir);
+    const manifest = bundle.manifest;
+    expect(manifest.config).toEqual(config);
+    expect(manifest.tokenizer).toBe('byte');
+    expect(manifest.seed).toBe(3);
+    expect(manifest.parameterCount).toBe(parameterCount(config));
+    // 2 layers x 4 heads x 32 x 32 float32 values.
+    expect(manifest.stateBytesPerSequence).toBe(2 * 4 * 32 * 32 * 4);
+    expect(manifest.stateBytesPerSequence).toBe(stateBytesPerSequence(config));
+    expect(manifest.kvBytesPerToken).toBe(0);
+    expect(Object.keys(manifest.files)).toEqual(['model.onnx']);
+    expect(manifest.files['model.onnx']?.sha256).toBe(await sha256File(join(dir, 'model.onnx')));
+
+    const session = await openBundleSession(bundle);
+    const ids = [72, 101, 108, 108, 111];
+    const result = await runChunk(session, config, {
+      inputIds: ids,
+      batch: 1,
+      chunk: 5,
+      startPos: [0],
+      validLen: [5],
+    });
+    expectClose(
+      result.logits,
+      oracleLogits(config, weights, ids, { logitPositions: [4] }),
+      'bundle logits',
+    );
+    await session.release();
+  });
+
+  it('records KV bytes per token for the softmax baseline', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'dijiang-bundle-'));
+    const config = presetConfig('tiny', 'softmax');
+    const manifest = await writeBundle(dir, config, initWeights(config, 1), { id: 'tiny-softmax' });
+    // K and V, 2 layers x 128 channels, float32.
+    expect(manifest.kvBytesPerToken).toBe(2 * 2 * 128 * 4);
+    expect(manifest.kvBytesPerToken).toBe(kvBytesPerToken(config));
+    expect(manifest.stateBytesPerSequence).toBe(0);
+  });
+
+  it('fails naming a missing graph file', async () => {
+    const dir = await tinyBundle();
+    await rm(join(dir, 'model.onnx'));
+    await expect(loadBundle(dir)).rejects.toThrow(`model bundle ${dir}: missing file model.onnx`);
+  });
+
+  it('fails naming a corrupt graph file', async () => {
+    const dir = await tinyBundle();
+    const path = join(dir, 'model.onnx');
+    const bytes = await readFile(path);
+    bytes[bytes.length - 10] = (bytes[bytes.length - 10] ?? 0) ^ 0xff;
+    await writeFile(path, bytes);
+    await expect(loadBundle(dir)).rejects.toThrow(
+      /model\.onnx is corrupt: sha256 [0-9a-f]{64} does not match model\.json/,
+    );
+  });
+
+  it('fails naming a truncated graph file', async () => {
+    const dir = await tinyBundle();
+    const path = join(dir, 'model.onnx');
+    await writeFile(path, (await readFile(path)).subarray(0, 100));
+    await expect(loadBundle(dir)).rejects.toThrow(
+      /model\.onnx is corrupt: 100 bytes, model\.json says \d+/,
+    );
+  });
+
+  it('fails on a missing or invalid model.json', async () => {
+    const dir = await tinyBundle();
+    const manifestPath = join(dir, 'model.json');
+    const manifest = JSON.parse(await readFile(manifestPath, 'utf8')) as {
+      config: { hiddenSize: number };
+    };
+    manifest.config.hiddenSize = 130;
+    await writeFile(manifestPath, JSON.stringify(manifest));
+    await expect(loadBundle(dir)).rejects.toThrow(
+      /invalid model\.json: .*hiddenSize 130 is not divisible by numHeads 4/s,
+    );
+    await rm(manifestPath);
+    await expect(loadBundle(dir)).rejects.toThrow(`model bundle ${dir}: missing model.json`);
+  });
+
+  it('copies tokenizer.json for Hugging Face tokenizers and checks it on load', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'dijiang-bundle-'));
+    const config = { ...presetConfig('tiny', 'dijiang'), tokenizer: 'hf' as const };
+    const tokenizerSource = join(dir, 'source-tokenizer.json');
+    await writeFile(tokenizerSource, '{"model": {"type": "BPE"}}');
+    const out = join(dir, 'bundle');
+    await expect(writeBundle(out, config, initWeights(config, 1), { id: 'hf' })).rejects.toThrow(
+      /give the tokenizer\.json/,
+    );
+    await writeBundle(out, config, initWeights(config, 1), {
+      id: 'hf',
+      tokenizerJsonPath: tokenizerSource,
+    });
+    const bundle = await loadBundle(out);
+    expect(bundle.tokenizerJsonPath).toBe(join(out, 'tokenizer.json'));
+    await rm(join(out, 'tokenizer.json'));
+    await expect(loadBundle(out)).rejects.toThrow(`missing file tokenizer.json`);
+  });
+});
