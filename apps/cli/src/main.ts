@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { bootOrExit } from '#cluster';
+import { registerModelCommands } from './model-commands.js';
 import { runUp } from './up.js';
 
 const program = new Command('dijiang')
@@ -13,6 +14,8 @@ program
       'WORKERS worker processes. Ctrl-C stops everything.',
   )
   .action(runUp);
+
+registerModelCommands(program);
 
 bootOrExit(async () => {
   await program.parseAsync();

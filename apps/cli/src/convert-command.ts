@@ -1,0 +1,76 @@
+import { InvalidArgumentError, Option } from 'commander';
+import type { Command } from 'commander';
+import { ATTENTION_KINDS, convertCheckpoint, DEFAULT_CONVERT_SEED } from '#model';
+import type { AttentionKind } from '#model';
+
+interface ConvertCommandOptions {
+  from: string;
+  out: string;
+  attention: AttentionKind;
+  seed: number;
+  id?: string;
+  fp16?: boolean;
+}
+
+function parseSeed(value: string): number {
+  const seed = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(seed)) {
+    throw new InvalidArgumentError('the seed must be a non-negative integer');
+  }
+  return seed;
+}
+
+const DIJIANG_SOURCE_TEXT = {
+  checkpoint: 'DiJiang tensors from the checkpoint (served as trained)',
+  transform:
+    'DiJiang tensors initialised by the transform step (fine-tune before expecting a good LM)',
+  none: 'softmax attention kept',
+} as const;
+
+/** Adds `convert` to the `model` command group: `dijiang model convert --from HF_DIR --out DIR`. */
+export function registerConvertCommand(model: Command): void {
+  model
+    .command('convert')
+    .description(
+      'Convert a Hugging Face GPT-NeoX checkpoint (Pythia, or DiJiang with its tensors) into a model bundle. ' +
+        'Reads config.json, model.safetensors or model.safetensors.index.json with its shards (F32, F16, BF16), ' +
+        'and tokenizer.json when present.',
+    )
+    .requiredOption('--from <dir>', 'Hugging Face checkpoint folder')
+    .requiredOption('--out <dir>', 'bundle folder to write (created if missing)')
+    .addOption(
+      new Option(
+        '--attention <kind>',
+        'dijiang: serve trained DiJiang tensors, or add seeded ones to a plain checkpoint; softmax: keep the original attention',
+      )
+        .choices(ATTENTION_KINDS)
+        .default('dijiang'),
+    )
+    .option(
+      '--seed <n>',
+      'seed of the transform step for a plain checkpoint',
+      parseSeed,
+      DEFAULT_CONVERT_SEED,
+    )
+    .option('--id <id>', 'model id in the bundle (default: the --out folder name)')
+    .option('--fp16', 'also write the fp16 graph for CUDA workers')
+    .action(async (_options: unknown, command: Command) => {
+      const options = command.opts<ConvertCommandOptions>();
+      const { manifest, dijiangSource } = await convertCheckpoint(options.from, options.out, {
+        attention: options.attention,
+        seed: options.seed,
+        ...(options.id === undefined ? {} : { id: options.id }),
+        ...(options.fp16 === undefined ? {} : { fp16: options.fp16 }),
+      });
+      const { config } = manifest;
+      process.stdout.write(
+        [
+          `wrote ${options.out} (model id ${manifest.id})`,
+          `  ${config.numLayers} layers, hidden ${config.hiddenSize}, ${config.numHeads} heads, vocab ${config.vocabSize}, ${manifest.parameterCount} parameters`,
+          `  attention ${config.attention}: ${DIJIANG_SOURCE_TEXT[dijiangSource]}`,
+          `  tokenizer ${config.tokenizer}; files: ${Object.keys(manifest.files).join(', ')}`,
+          '',
+        ].join('\n'),
+      );
+    });
+}

@@ -1,0 +1,120 @@
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { InvalidArgumentError, Option } from 'commander';
+import type { Command } from 'commander';
+import {
+  ATTENTION_KINDS,
+  BUNDLE_MANIFEST,
+  headDim,
+  initWeights,
+  isPresetName,
+  loadBundle,
+  presetConfig,
+  PRESET_NAMES,
+  writeBundle,
+} from '#model';
+import type { AttentionKind, PresetName } from '#model';
+import { registerConvertCommand } from './convert-command.js';
+
+/** Seed of `model create` when none is given. */
+const DEFAULT_CREATE_SEED = 0;
+
+interface CreateOptions {
+  preset: PresetName;
+  out: string;
+  seed: number;
+  attention: AttentionKind;
+  id?: string;
+  fp16?: boolean;
+}
+
+function parseSeed(value: string): number {
+  const seed = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(seed)) {
+    throw new InvalidArgumentError('the seed must be a non-negative integer');
+  }
+  return seed;
+}
+
+function parsePreset(value: string): PresetName {
+  if (!isPresetName(value)) {
+    throw new InvalidArgumentError(`unknown preset; choose one of ${PRESET_NAMES.join(', ')}`);
+  }
+  return value;
+}
+
+function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit] ?? 'B'}`;
+}
+
+/** Adds the `model` command group: `create`, `inspect` and `convert`. */
+export function registerModelCommands(program: Command): void {
+  const model = program.command('model').description('Build, convert and inspect model bundles');
+
+  model
+    .command('create')
+    .description(
+      'Create a model bundle from a preset with seeded, deterministic weights (no checkpoint needed)',
+    )
+    .requiredOption('--preset <name>', `one of ${PRESET_NAMES.join(', ')}`, parsePreset)
+    .requiredOption('--out <dir>', 'bundle folder to write (created if missing)')
+    .option('--seed <n>', 'initialisation seed', parseSeed, DEFAULT_CREATE_SEED)
+    .addOption(
+      new Option('--attention <kind>', 'attention kind')
+        .choices(ATTENTION_KINDS)
+        .default('dijiang'),
+    )
+    .option('--id <id>', 'model id in the bundle (default: PRESET-ATTENTION)')
+    .option('--fp16', 'also write the fp16 graph for CUDA workers')
+    .action(async (_options: unknown, command: Command) => {
+      const options = command.opts<CreateOptions>();
+      const config = presetConfig(options.preset, options.attention);
+      const id = options.id ?? `${options.preset}-${options.attention}`;
+      const manifest = await writeBundle(options.out, config, initWeights(config, options.seed), {
+        id,
+        seed: options.seed,
+        ...(options.fp16 === undefined ? {} : { fp16: options.fp16 }),
+      });
+      process.stdout.write(
+        `wrote ${options.out} (model id ${manifest.id}, ${manifest.parameterCount} parameters, seed ${options.seed})\n`,
+      );
+    });
+
+  model
+    .command('inspect')
+    .description('Verify a model bundle and print its config, sizes and memory per sequence')
+    .argument('<dir>', 'bundle folder')
+    .action(async (dir: string) => {
+      const { manifest } = await loadBundle(dir);
+      const { config } = manifest;
+      const lines = [
+        `model ${manifest.id} (${dir}): checksums verified`,
+        `  architecture ${config.architecture}, attention ${config.attention}, tokenizer ${config.tokenizer}`,
+        `  vocab ${config.vocabSize}, hidden ${config.hiddenSize}, layers ${config.numLayers}, heads ${config.numHeads} (d ${headDim(config)}), ffn ${config.intermediateSize}`,
+        `  rotary pct ${config.rotaryPct}, base ${config.rotaryBase}; decay tables / max positions ${config.maxPositionEmbeddings}; layer norm eps ${config.layerNormEps}`,
+        `  parameters ${manifest.parameterCount}${manifest.seed === undefined ? '' : ` (seed ${manifest.seed})`}`,
+        config.attention === 'dijiang'
+          ? `  state per sequence ${formatBytes(manifest.stateBytesPerSequence)} (${manifest.stateBytesPerSequence} bytes, any context length)`
+          : `  KV cache per token ${formatBytes(manifest.kvBytesPerToken)} (${manifest.kvBytesPerToken} bytes)`,
+        `  graphs: ${Object.entries(manifest.graphs)
+          .map(([precision, file]) => `${precision} ${file}`)
+          .join(', ')}`,
+        '  files:',
+        `    ${BUNDLE_MANIFEST} ${formatBytes((await stat(join(dir, BUNDLE_MANIFEST))).size)}`,
+        ...Object.entries(manifest.files).map(
+          ([name, entry]) => `    ${name} ${formatBytes(entry.bytes)}`,
+        ),
+        '',
+      ];
+      process.stdout.write(lines.join('\n'));
+    });
+
+  registerConvertCommand(model);
+}
