@@ -130,6 +130,12 @@ export interface FinishedEvent {
   logprobs?: Float64Array;
 }
 
+/** The sequence stopped on request (worker shutdown) after a final checkpoint; resume elsewhere. */
+export interface SuspendedEvent {
+  type: 'suspended';
+  id: string;
+}
+
 export interface FailedEvent {
   type: 'failed';
   id: string;
@@ -143,6 +149,7 @@ export type SequenceEvent =
   | CheckpointEvent
   | PrefixStateEvent
   | FinishedEvent
+  | SuspendedEvent
   | FailedEvent;
 
 export type { SamplingParams, TokenLogprob };
@@ -164,6 +171,7 @@ export type EngineCommand =
   | { type: 'submit'; request: SequenceRequest }
   | { type: 'start'; id: string; start: SequenceStart }
   | { type: 'cancel'; id: string }
+  | { type: 'suspend'; id: string }
   | { type: 'shutdown' };
 
 /** Engine thread -> calling thread. */

@@ -55,6 +55,7 @@ class Sequence {
   absorbed = 0;
   cachedTokens = 0;
   cancelled = false;
+  suspended = false;
   generate: GenerateState | undefined;
   /** Score: log-prob of tokens[i + 1] given tokens[0..i]. */
   logprobs: Float64Array | undefined;
@@ -130,7 +131,12 @@ export class Scheduler {
   /** Whether a tick would do anything. */
   get hasWork(): boolean {
     for (const sequence of this.sequences.values()) {
-      if (sequence.phase === 'prefill' || sequence.phase === 'decode' || sequence.cancelled) {
+      if (
+        sequence.phase === 'prefill' ||
+        sequence.phase === 'decode' ||
+        sequence.cancelled ||
+        sequence.suspended
+      ) {
         return true;
       }
     }
@@ -173,6 +179,15 @@ export class Scheduler {
     if (sequence !== undefined) sequence.cancelled = true;
   }
 
+  /**
+   * Stops a sequence at the next tick with a final checkpoint, so that another engine can
+   * resume it exactly (used when a worker shuts down).
+   */
+  suspend(id: string): void {
+    const sequence = this.sequences.get(id);
+    if (sequence !== undefined) sequence.suspended = true;
+  }
+
   /** Events produced since the last call. */
   drainEvents(): SequenceEvent[] {
     const events = this.events;
@@ -185,6 +200,7 @@ export class Scheduler {
     this.tickCount += 1;
     for (const sequence of this.sequences.values()) {
       if (sequence.cancelled) this.finish(sequence, 'cancelled');
+      else if (sequence.suspended) this.suspendNow(sequence);
     }
     const decoders = [...this.sequences.values()]
       .filter((sequence) => sequence.phase === 'decode')
@@ -454,6 +470,17 @@ export class Scheduler {
         ? {}
         : { logprobs: sequence.logprobs.slice(0, Math.max(0, sequence.absorbed)) }),
     });
+  }
+
+  private suspendNow(sequence: Sequence): void {
+    // Before its start, or before anything was absorbed, there is nothing worth saving.
+    if (sequence.phase !== 'tokenized' && sequence.absorbed > 0) {
+      sequence.sinceCheckpoint = { tokens: Number.POSITIVE_INFINITY, at: 0 };
+      this.checkpoint(sequence);
+    }
+    sequence.phase = 'done';
+    this.sequences.delete(sequence.request.id);
+    this.emit({ type: 'suspended', id: sequence.request.id });
   }
 
   private fail(sequence: Sequence, error: unknown): void {
