@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { bootOrExit } from '#cluster';
 import { registerModelCommands } from './model-commands.js';
+import { registerRunCommands } from './run-commands.js';
 import { runUp } from './up.js';
 
 const program = new Command('dijiang')
@@ -16,6 +17,7 @@ program
   .action(runUp);
 
 registerModelCommands(program);
+registerRunCommands(program);
 
 bootOrExit(async () => {
   await program.parseAsync();

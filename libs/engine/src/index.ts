@@ -6,3 +6,4 @@ export * from './state-batch.js';
 export * from './stop-strings.js';
 export * from './devices.js';
 export * from './engine.js';
+export * from './scoring.js';

@@ -1,0 +1,149 @@
+import { readFile } from 'node:fs/promises';
+import { InvalidArgumentError, type Command } from 'commander';
+import { Engine, EnginePriority, summarizeScore, type SamplingParams } from '#engine';
+
+function number(name: string, min: number, max: number) {
+  return (value: string): number => {
+    const parsed = Number(value);
+    if (!Number.isFinite(parsed) || parsed < min || parsed > max) {
+      throw new InvalidArgumentError(`${name} must be a number between ${min} and ${max}`);
+    }
+    return parsed;
+  };
+}
+
+function integer(name: string, min: number, max: number) {
+  const parse = number(name, min, max);
+  return (value: string): number => {
+    const parsed = parse(value);
+    if (!Number.isInteger(parsed)) throw new InvalidArgumentError(`${name} must be an integer`);
+    return parsed;
+  };
+}
+
+interface GenerateFlags {
+  model: string;
+  maxTokens: number;
+  temperature: number;
+  topP: number;
+  topK: number;
+  seed?: number;
+  stop: string[];
+  threads?: number;
+}
+
+/**
+ * `dijiang generate` and `dijiang score`: a model bundle run in this process (its own engine
+ * thread), no Redis — the quickest way to see a model work.
+ */
+export function registerRunCommands(program: Command): void {
+  program
+    .command('generate')
+    .description('Generate a continuation of PROMPT, streaming tokens to stdout (no Redis)')
+    .argument('<prompt>', 'text to continue')
+    .requiredOption('--model <dir>', 'model bundle folder')
+    .option('--max-tokens <n>', 'tokens to generate', integer('--max-tokens', 1, 1_000_000), 64)
+    .option('--temperature <t>', '0 is greedy', number('--temperature', 0, 2), 1)
+    .option('--top-p <p>', 'nucleus sampling mass', number('--top-p', 0.000001, 1), 1)
+    .option('--top-k <k>', '0 disables', integer('--top-k', 0, 1_000_000), 0)
+    .option(
+      '--seed <s>',
+      'random seed (default: random)',
+      integer('--seed', -(2 ** 53) + 1, 2 ** 53 - 1),
+    )
+    .option('--stop <s...>', 'stop strings (never printed)', [])
+    .option('--threads <n>', 'onnxruntime intra-op threads', integer('--threads', 1, 1024))
+    .action(async (prompt: string, flags: GenerateFlags) => {
+      const engine = await Engine.start({
+        bundleDir: flags.model,
+        ...(flags.threads === undefined ? {} : { intraOpThreads: flags.threads }),
+      });
+      const sampling: SamplingParams = {
+        temperature: flags.temperature,
+        topP: flags.topP,
+        topK: flags.topK,
+        minP: 0,
+        presencePenalty: 0,
+        frequencyPenalty: 0,
+        repetitionPenalty: 1,
+        logitBias: new Map(),
+        topLogprobs: undefined,
+        seed: flags.seed ?? Math.floor(Math.random() * 2 ** 31),
+      };
+      const started = performance.now();
+      try {
+        const outcome = await engine.run(
+          {
+            id: 'cli',
+            kind: 'generate',
+            priority: EnginePriority.Interactive,
+            text: prompt,
+            prefixBlockTokens: 0,
+            generate: { sampling, choice: 0, maxTokens: flags.maxTokens, stop: flags.stop },
+          },
+          {
+            start: () => ({ position: 0, skip: 0, replay: [] }),
+            onEvent: (event) => {
+              if (event.type === 'token' || event.type === 'finished')
+                process.stdout.write(event.text);
+            },
+          },
+        );
+        if (outcome.type === 'finished') {
+          const seconds = (performance.now() - started) / 1000;
+          process.stdout.write('\n');
+          process.stderr.write(
+            `[${outcome.completionTokens} tokens, finish reason ${outcome.finishReason}, ` +
+              `${(outcome.completionTokens / seconds).toFixed(1)} tokens/s, seed ${sampling.seed}]\n`,
+          );
+        }
+      } finally {
+        await engine.close();
+      }
+    });
+
+  program
+    .command('score')
+    .description('Token count, total NLL and perplexity of a text file (no Redis)')
+    .argument('<file>', 'UTF-8 text file')
+    .requiredOption('--model <dir>', 'model bundle folder')
+    .option(
+      '--window <n>',
+      'also report perplexity per window of N tokens',
+      integer('--window', 1, 1e9),
+    )
+    .option('--threads <n>', 'onnxruntime intra-op threads', integer('--threads', 1, 1024))
+    .action(async (file: string, flags: { model: string; window?: number; threads?: number }) => {
+      const text = await readFile(file, 'utf8');
+      const engine = await Engine.start({
+        bundleDir: flags.model,
+        ...(flags.threads === undefined ? {} : { intraOpThreads: flags.threads }),
+      });
+      try {
+        const outcome = await engine.run(
+          {
+            id: 'cli-score',
+            kind: 'score',
+            priority: EnginePriority.Document,
+            text,
+            prefixBlockTokens: 0,
+            score: { windowTokens: flags.window },
+          },
+          { start: () => ({ position: 0, skip: 0, replay: [] }) },
+        );
+        if (outcome.type !== 'finished') throw new Error('scoring was interrupted');
+        const summary = summarizeScore(outcome.logprobs ?? [], flags.window);
+        process.stdout.write(
+          `tokens ${summary.tokens}\ntotal_nll ${summary.totalNll.toFixed(6)}\n` +
+            `perplexity ${summary.perplexity.toFixed(6)}\n`,
+        );
+        for (const window of summary.windows) {
+          process.stdout.write(
+            `window ${window.start}-${window.end} perplexity ${window.perplexity.toFixed(6)}\n`,
+          );
+        }
+      } finally {
+        await engine.close();
+      }
+    });
+}
