@@ -1,5 +1,5 @@
 import type { TestProject } from 'vitest/node';
-import { assertAppsBuilt, ensureRedisServerBinary, TestRedis } from '#testing';
+import { assertAppsBuilt, ensureRedisServerBinary, ensureTestModel, TestRedis } from '#testing';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -11,6 +11,7 @@ declare module 'vitest' {
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   assertAppsBuilt();
   ensureRedisServerBinary();
+  await ensureTestModel();
   const redis = await TestRedis.start();
   project.provide('redisUrl', redis.url);
   return async () => {

@@ -44,6 +44,7 @@ describe('dijiang up', () => {
         PORT: String(port),
         WORKERS: '2',
         DATA_DIR: mkdtempSync(join(tmpdir(), 'dijiang-up-')),
+        MODEL_DIR: join(mkdtempSync(join(tmpdir(), 'dijiang-up-models-')), 'models'),
         WORKER_TTL_MS: '3000',
         REDIS_URL: '',
       },
@@ -61,6 +62,17 @@ describe('dijiang up', () => {
   afterAll(() => {
     for (const pid of [...children, launcher.pid ?? 0])
       if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+  });
+
+  it('builds the default model when MODEL_DIR has none, and serves it', async () => {
+    expect(output).toMatch(/building the default 'small' model/);
+    const body = (await (await fetch(url('/health/ready'))).json()) as {
+      workers: { list: { models: string[] }[] };
+    };
+    expect(body.workers.list.map((worker) => worker.models)).toEqual([
+      ['small-dijiang'],
+      ['small-dijiang'],
+    ]);
   });
 
   it('prints the URL and an example request', () => {

@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { redisKeys, type WorkerRecord } from '#contracts';
 import { listLiveWorkers, type ServiceProcess } from '#cluster';
-import { deletePrefix, startWorker, uniquePrefix } from '#testing';
+import { deletePrefix, startWorker, TEST_MODEL_ID, uniquePrefix } from '#testing';
 import { waitFor } from '../support/wait.js';
 
 const TTL_MS = 2000;
@@ -43,7 +43,12 @@ describe('worker registry (real Redis, real worker processes)', () => {
     const worker = await spawnWorker('w-register', 6);
     const [record, ...others] = await live();
     expect(others).toEqual([]);
-    expect(record).toMatchObject({ id: 'w-register', pid: worker.pid, models: [], capacity: 6 });
+    expect(record).toMatchObject({
+      id: 'w-register',
+      pid: worker.pid,
+      models: [TEST_MODEL_ID],
+      capacity: 6,
+    });
     expect(record?.host.length).toBeGreaterThan(0);
     expect(Date.parse(record?.startedAt ?? '')).toBeGreaterThanOrEqual(before - 1000);
   });

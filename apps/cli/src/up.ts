@@ -1,4 +1,6 @@
-import { resolve } from 'node:path';
+import { existsSync, readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { BUNDLE_MANIFEST, createPresetBundle, DEFAULT_PRESET } from '#model';
 import { launcherEnvSchema, loadConfig } from '#config';
 import {
   freePort,
@@ -27,6 +29,7 @@ export async function runUp(): Promise<void> {
     );
   }
 
+  const modelDir = await ensureDefaultModel(env.MODEL_DIR);
   const services: ServiceProcess[] = [];
   let stopping = false;
   const stopAll = async (): Promise<void> => {
@@ -53,7 +56,12 @@ export async function runUp(): Promise<void> {
       redisUrl = redis.url;
       log(`managed redis-server on ${redis.url} (pid ${redis.pid}, data in ${env.DATA_DIR}/redis)`);
     }
-    const childEnv = { ...process.env, REDIS_URL: redisUrl, LOG_LEVEL: env.LOG_LEVEL };
+    const childEnv = {
+      ...process.env,
+      REDIS_URL: redisUrl,
+      LOG_LEVEL: env.LOG_LEVEL,
+      MODEL_DIR: modelDir,
+    };
     const entry = (app: string) => new URL(`../../${app}/src/main.js`, import.meta.url).pathname;
 
     services.push(
@@ -106,6 +114,25 @@ export async function runUp(): Promise<void> {
     process.once('SIGTERM', onSignal);
   });
   log('all stopped');
+}
+
+/**
+ * MODEL_DIR as given when it holds a bundle; otherwise the default preset is built into
+ * MODEL_DIR/<preset> (seeded, so every machine builds the same model).
+ */
+async function ensureDefaultModel(modelDir: string): Promise<string> {
+  const root = resolve(modelDir);
+  const hasBundle =
+    existsSync(join(root, BUNDLE_MANIFEST)) ||
+    (existsSync(root) &&
+      readdirSync(root).some((name) => existsSync(join(root, name, BUNDLE_MANIFEST))));
+  if (!hasBundle) {
+    const dir = join(root, DEFAULT_PRESET);
+    log(`no model in ${modelDir}: building the default '${DEFAULT_PRESET}' model into ${dir}`);
+    const manifest = await createPresetBundle(dir, DEFAULT_PRESET);
+    log(`built model ${manifest.id} (${manifest.parameterCount} parameters)`);
+  }
+  return root;
 }
 
 function log(message: string): void {

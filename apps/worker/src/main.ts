@@ -1,30 +1,98 @@
 import { hostname } from 'node:os';
-import { redisKeys } from '#contracts';
+import { Worker } from 'bullmq';
+import { modelQueueName, redisKeys } from '#contracts';
 import { loadConfig, workerEnvSchema } from '#config';
 import {
   bootOrExit,
+  CheckpointStore,
   connectRedisOrFail,
   createLogger,
   createRedis,
   onShutdown,
+  PrefixCache,
   ReadyMessage,
+  subscribeToCancellations,
   WorkerRegistry,
+  workerOptions,
 } from '#cluster';
+import { Engine } from '#engine';
+import { JobRunner, type ModelRuntime } from './job-runner.js';
+import { discoverBundles } from './models.js';
 
 bootOrExit(async () => {
   const env = loadConfig(workerEnvSchema);
   const logger = createLogger('worker', env.LOG_LEVEL).child({ workerId: env.WORKER_ID });
-  const redis = createRedis(env.REDIS_URL, 'probe', `dijiang:worker:${env.WORKER_ID}`);
-  await connectRedisOrFail(redis, env.REDIS_URL);
+  const keys = redisKeys(env.QUEUE_PREFIX);
+  const probe = createRedis(env.REDIS_URL, 'probe', `dijiang:worker:${env.WORKER_ID}`);
+  await connectRedisOrFail(probe, env.REDIS_URL);
+  const redis = createRedis(env.REDIS_URL, 'queue', `dijiang:worker:${env.WORKER_ID}:data`);
+  const subscriber = createRedis(env.REDIS_URL, 'queue', `dijiang:worker:${env.WORKER_ID}:cancel`);
+
+  // One engine thread per model, loaded (and checksummed) before the worker takes any job.
+  const runtimes = new Map<string, ModelRuntime>();
+  for (const bundleDir of discoverBundles(env.MODEL_DIR)) {
+    const engine = await Engine.start({
+      bundleDir,
+      device: env.ENGINE_DEVICE,
+      maxBatch: env.ENGINE_MAX_BATCH,
+      maxPrefillChunk: env.ENGINE_PREFILL_CHUNK,
+      ...(env.ENGINE_THREADS === undefined ? {} : { intraOpThreads: env.ENGINE_THREADS }),
+    });
+    if (runtimes.has(engine.modelId)) {
+      throw new Error(`two bundles in MODEL_DIR have the model id ${engine.modelId}`);
+    }
+    runtimes.set(engine.modelId, {
+      engine,
+      prefixCache: new PrefixCache(redis, keys, engine.modelId, env.PREFIX_CACHE_MAX_BYTES),
+    });
+    logger.info(
+      { model: engine.modelId, bundleDir, stateBytes: engine.stateBytes },
+      'model loaded',
+    );
+  }
+
+  const identity = { id: env.WORKER_ID, host: hostname(), pid: process.pid };
+  const runner = new JobRunner(
+    redis,
+    keys,
+    new CheckpointStore(redis, keys),
+    {
+      checkpointEveryTokens: env.CHECKPOINT_EVERY_TOKENS,
+      checkpointEveryMs: env.CHECKPOINT_EVERY_MS,
+      prefixBlockTokens: env.PREFIX_BLOCK_TOKENS,
+    },
+    identity,
+    logger,
+  );
+  await subscribeToCancellations(subscriber, keys, (jobId) => {
+    runner.cancel(jobId);
+  });
+
+  const workers = [...runtimes].map(([modelId, runtime]) => {
+    const worker = new Worker(
+      modelQueueName(modelId),
+      async (job, token) => runner.process(job, token, runtime),
+      workerOptions(
+        createRedis(env.REDIS_URL, 'queue', `dijiang:worker:${env.WORKER_ID}:bullmq`),
+        env.QUEUE_PREFIX,
+        env.WORKER_CAPACITY,
+      ),
+    );
+    worker.on('failed', (job, error) => {
+      logger.warn({ jobId: job?.id, model: modelId, err: error }, 'job failed');
+    });
+    worker.on('error', (error) => {
+      logger.error({ err: error, model: modelId }, 'queue error');
+    });
+    return worker;
+  });
 
   const registry = new WorkerRegistry(
-    redis,
-    redisKeys(env.QUEUE_PREFIX),
+    probe,
+    keys,
     {
-      id: env.WORKER_ID,
-      host: hostname(),
-      pid: process.pid,
-      models: [],
+      ...identity,
+      models: [...runtimes.keys()],
       capacity: env.WORKER_CAPACITY,
       startedAt: new Date().toISOString(),
     },
@@ -32,12 +100,24 @@ bootOrExit(async () => {
     logger,
   );
   await registry.start();
-  logger.info({ capacity: env.WORKER_CAPACITY }, ReadyMessage.Worker);
+  logger.info({ models: [...runtimes.keys()], capacity: env.WORKER_CAPACITY }, ReadyMessage.Worker);
 
   onShutdown(async (reason) => {
-    logger.info({ reason }, 'worker stopping');
+    logger.info({ reason, activeJobs: runner.activeJobs }, 'worker stopping');
+    // Take no new job, checkpoint every running sequence and hand its job back to the queue.
+    await Promise.all(workers.map((worker) => worker.pause(true)));
+    runner.suspendAll();
+    const deadline = Date.now() + env.SHUTDOWN_GRACE_MS;
+    while (runner.activeJobs > 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    if (runner.activeJobs > 0) {
+      logger.warn({ activeJobs: runner.activeJobs }, 'jobs still running at the deadline');
+    }
+    await Promise.all(workers.map((worker) => worker.close(true)));
+    await Promise.all([...runtimes.values()].map((runtime) => runtime.engine.close()));
     await registry.stop();
-    await redis.quit();
+    await Promise.all([redis.quit(), subscriber.quit(), probe.quit()]);
     logger.info('worker stopped');
   });
 });

@@ -8,3 +8,6 @@ export * from './services.js';
 export * from './cancellation.js';
 export * from './job-stream.js';
 export * from './queues.js';
+export * from './checkpoints.js';
+export * from './prefix-cache.js';
+export * from './saved-states.js';

@@ -67,27 +67,50 @@ export async function* followStream(
   }
 }
 
-/** Tokens already in the stream per choice, in index order (for a worker resuming the job). */
-export async function streamedTokens(
+type TokenStreamEvent = Extract<StreamEvent, { type: 'token' }>;
+type ChoiceEndEvent = Extract<StreamEvent, { type: 'choice-end' }>;
+
+/** What a job's stream holds for one choice. */
+export interface StreamedChoice {
+  /** The gap-free run of tokens from index 0, first entry per index. */
+  tokens: TokenStreamEvent[];
+  /** Set once the choice has ended. */
+  end: ChoiceEndEvent | undefined;
+}
+
+/**
+ * Everything a job's stream holds, per choice: a worker that resumes the job replays these
+ * tokens instead of sampling them again, skips ended choices, and builds the final result from
+ * the stream (the source of truth) rather than from its own memory.
+ */
+export async function readStreamedChoices(
   redis: Redis,
   keys: RedisKeys,
   jobId: string,
-): Promise<Map<number, number[]>> {
+): Promise<Map<number, StreamedChoice>> {
   const entries = await redis.xrange(keys.jobStream(jobId), '-', '+');
-  const byChoice = new Map<number, Map<number, number>>();
+  const tokens = new Map<number, Map<number, TokenStreamEvent>>();
+  const ends = new Map<number, ChoiceEndEvent>();
   for (const [, fields] of entries) {
     const event = decodeStreamEvent(fields);
-    if (event.type !== 'token') continue;
-    const tokens = byChoice.get(event.choice) ?? new Map<number, number>();
-    if (!tokens.has(event.index)) tokens.set(event.index, event.token);
-    byChoice.set(event.choice, tokens);
+    if (event.type === 'token') {
+      const byIndex = tokens.get(event.choice) ?? new Map<number, TokenStreamEvent>();
+      if (!byIndex.has(event.index)) byIndex.set(event.index, event);
+      tokens.set(event.choice, byIndex);
+    } else if (event.type === 'choice-end' && !ends.has(event.choice)) {
+      ends.set(event.choice, event);
+    }
   }
-  const result = new Map<number, number[]>();
-  for (const [choice, tokens] of byChoice) {
-    const ordered: number[] = [];
-    // Only the gap-free run from index 0 can be replayed.
-    for (let index = 0; tokens.has(index); index += 1) ordered.push(tokens.get(index) ?? 0);
-    result.set(choice, ordered);
+  const result = new Map<number, StreamedChoice>();
+  for (const choice of new Set([...tokens.keys(), ...ends.keys()])) {
+    const byIndex = tokens.get(choice) ?? new Map<number, TokenStreamEvent>();
+    const ordered: TokenStreamEvent[] = [];
+    for (let index = 0; ; index += 1) {
+      const token = byIndex.get(index);
+      if (token === undefined) break;
+      ordered.push(token);
+    }
+    result.set(choice, { tokens: ordered, end: ends.get(choice) });
   }
   return result;
 }

@@ -27,6 +27,17 @@ describe('environment validation', () => {
       WORKER_TTL_MS: 5000,
       PORT: 8080,
       HOST: '127.0.0.1',
+      AUTH_DISABLED: false,
+      RATE_LIMIT_RPM: 600,
+      RATE_LIMIT_TPM: 1_000_000,
+      MAX_QUEUE_DEPTH: 1000,
+      MAX_BODY_BYTES: 8 * 1024 * 1024,
+      MAX_DOCUMENT_BYTES: 64 * 1024 * 1024,
+      MAX_FILE_BYTES: 100 * 1024 * 1024,
+      BATCH_MAX_LINES: 50_000,
+      BATCH_EXPIRY_SECONDS: 24 * 3600,
+      WORKER_WAIT_MS: 10_000,
+      MODEL_MEMORY_MS: 600_000,
     });
     expect(loadConfig(launcherEnvSchema, {}).WORKERS).toBe(2);
   });

@@ -12,3 +12,4 @@ export * from './weights.js';
 export * from './safetensors.js';
 export * from './tokenizers/index.js';
 export * from './convert.js';
+export * from './presets.js';

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { isLogMessage, ReadyMessage, spawnService, type ServiceProcess } from '#cluster';
+import { testModelDir } from './model.js';
 
 /** The built entry point of an app; child processes always run the compiled dist/. */
 export function appEntry(app: 'gateway' | 'worker' | 'cli'): string {
@@ -41,13 +42,23 @@ export async function startGateway(
   return { url, service };
 }
 
-/** Starts a worker process against `redisUrl`; resolves once it has registered. */
+/**
+ * Starts a worker process against `redisUrl` serving the test model (unless `MODEL_DIR` is
+ * given); resolves once it has loaded its models and registered.
+ */
 export async function startWorker(
   redisUrl: string,
   env: Record<string, string> = {},
 ): Promise<ServiceProcess> {
   return spawnService('worker', process.execPath, [appEntry('worker')], {
-    env: { ...process.env, LOG_LEVEL: 'info', ...env, REDIS_URL: redisUrl },
+    env: {
+      ...process.env,
+      LOG_LEVEL: 'info',
+      MODEL_DIR: testModelDir(),
+      ENGINE_THREADS: '1',
+      ...env,
+      REDIS_URL: redisUrl,
+    },
     isReady: (line) => isLogMessage(line, ReadyMessage.Worker),
     onLine: forwardWhenDebugging(env.WORKER_ID ?? 'worker'),
   });

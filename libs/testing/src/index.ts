@@ -1,2 +1,3 @@
 export * from './redis.js';
 export * from './apps.js';
+export * from './model.js';
