@@ -104,7 +104,9 @@ describe('OpenAI-compatible API', () => {
     const chunks = [];
     for await (const chunk of stream) chunks.push(chunk);
     expect(chunks[0]?.choices[0]?.delta).toEqual({ role: 'assistant', content: '' });
-    expect(new Set(chunks.map((chunk) => chunk.object))).toEqual(new Set(['chat.completion.chunk']));
+    expect(new Set(chunks.map((chunk) => chunk.object))).toEqual(
+      new Set(['chat.completion.chunk']),
+    );
     expect(new Set(chunks.map((chunk) => chunk.id)).size).toBe(1);
     const text = chunks.map((chunk) => chunk.choices[0]?.delta.content ?? '').join('');
     expect(text).toBe(expectedText(0, 3));
@@ -256,7 +258,7 @@ describe('OpenAI-compatible API', () => {
               status_code: number;
               body: { choices: { message: { content: string } }[] };
             };
-            error: null;
+            error: unknown;
           },
       );
     expect(
@@ -310,5 +312,51 @@ describe('OpenAI-compatible API', () => {
 
     const page = await openai.batches.list({ limit: 10 });
     expect(page.data.map((entry) => entry.id)).toContain(created.id);
+  });
+
+  it('publishes OpenAPI docs generated from the routes and Prometheus metrics', async () => {
+    const spec = (await (await fetch(`${gateway.url}/docs/openapi.json`)).json()) as {
+      paths: Record<
+        string,
+        Record<
+          string,
+          {
+            requestBody?: {
+              content: Record<string, { schema: { properties?: Record<string, unknown> } }>;
+            };
+          }
+        >
+      >;
+    };
+    expect(Object.keys(spec.paths)).toEqual(
+      expect.arrayContaining([
+        '/v1/completions',
+        '/v1/chat/completions',
+        '/v1/batches/{id}/cancel',
+        '/v1/jobs/{id}/events',
+        '/v1/states/{id}',
+      ]),
+    );
+    const completionBody =
+      spec.paths['/v1/completions']?.post?.requestBody?.content['application/json']?.schema;
+    expect(Object.keys(completionBody?.properties ?? {})).toEqual(
+      expect.arrayContaining(['model', 'prompt', 'temperature', 'stream_options']),
+    );
+    expect((await fetch(`${gateway.url}/docs/`)).headers.get('content-type')).toMatch(/text\/html/);
+
+    const metrics = await (await fetch(`${gateway.url}/metrics`)).text();
+    const sample = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1]);
+    // Every completion above went through this gateway and produced tokens.
+    expect(
+      sample(`dijiang_time_to_first_token_seconds_count\\{model="${model}"\\}`),
+    ).toBeGreaterThan(0);
+    expect(sample(`dijiang_completion_tokens_total\\{model="${model}"\\}`)).toBeGreaterThan(0);
+    expect(sample('dijiang_live_workers')).toBe(1);
+    expect(metrics).toMatch(
+      /^dijiang_queue_jobs\{queue="model\.scripted",state="completed"\} \d+/m,
+    );
+    expect(metrics).toMatch(
+      /^dijiang_http_request_duration_seconds_count\{method="POST",route="\/v1\/completions",status="200"\} \d+/m,
+    );
   });
 });

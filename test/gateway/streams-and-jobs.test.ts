@@ -266,9 +266,7 @@ describe('streams and jobs', () => {
     expect(final?.request_counts.total).toBe(12);
     expect((final?.request_counts.completed ?? 0) + (final?.request_counts.failed ?? 0)).toBe(12);
     expect(final?.request_counts.failed).toBeGreaterThan(0);
-    const errors = (
-      (await alice.get<string>(`/v1/files/${final?.error_file_id ?? ''}/content`)).body
-    )
+    const errors = (await alice.get<string>(`/v1/files/${final?.error_file_id ?? ''}/content`)).body
       .trim()
       .split('\n')
       .map((line) => JSON.parse(line) as { custom_id: string; error: { code: string } });

@@ -27,6 +27,7 @@ import {
 import {
   EnginePriority,
   summarizeScore,
+  type CheckpointPolicy,
   type Engine,
   type SamplingParams,
   type SequenceEvent,
@@ -39,6 +40,7 @@ import {
 export interface RunnerSettings {
   checkpointEveryTokens: number;
   checkpointEveryMs: number;
+  checkpointPrefillEveryTokens: number;
   prefixBlockTokens: number;
 }
 
@@ -400,7 +402,9 @@ export class JobRunner {
           state: Buffer.from(event.state),
           position: event.position,
           absorbed: event.absorbed,
-          ...(event.logprobs === undefined ? {} : { logprobs: event.logprobs }),
+          ...(event.logprobs === undefined
+            ? {}
+            : { logprobs: event.logprobs, logprobsOffset: event.logprobsOffset ?? 0 }),
         });
         return;
       case 'prefix-state':
@@ -511,10 +515,11 @@ export class JobRunner {
     return { state: saved.state, position: saved.meta.position };
   }
 
-  private checkpointPolicy(): { everyTokens: number; everyMs: number } {
+  private checkpointPolicy(): CheckpointPolicy {
     return {
       everyTokens: this.settings.checkpointEveryTokens,
       everyMs: this.settings.checkpointEveryMs,
+      prefillEveryTokens: this.settings.checkpointPrefillEveryTokens,
     };
   }
 }

@@ -59,6 +59,7 @@ bootOrExit(async () => {
     {
       checkpointEveryTokens: env.CHECKPOINT_EVERY_TOKENS,
       checkpointEveryMs: env.CHECKPOINT_EVERY_MS,
+      checkpointPrefillEveryTokens: env.CHECKPOINT_PREFILL_EVERY_TOKENS,
       prefixBlockTokens: env.PREFIX_BLOCK_TOKENS,
     },
     identity,

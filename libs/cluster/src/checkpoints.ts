@@ -12,8 +12,9 @@ export interface Checkpoint {
   position: number;
   /** Tokens of the logical sequence (input then generated) held by the state. */
   absorbed: number;
-  /** Score jobs: log-probs of the tokens scored so far. */
+  /** Score jobs: log-probs of the tokens scored so far (on save: those from `logprobsOffset`). */
   logprobs?: Float64Array;
+  logprobsOffset?: number;
 }
 
 /** Checkpoints outlive their job by at most this long if nobody cleans up. @defaultValue 7 days */
@@ -27,46 +28,51 @@ export class CheckpointStore {
 
   async save(jobId: string, choice: number, checkpoint: Checkpoint): Promise<void> {
     const key = this.keys.checkpoint(jobId, choice);
-    const meta: Record<string, string | Buffer> = {
-      position: String(checkpoint.position),
-      absorbed: String(checkpoint.absorbed),
-    };
+    // One transaction: a reader never sees a state with another checkpoint's metadata.
+    const transaction = this.redis
+      .multi()
+      .set(key, checkpoint.state, 'EX', CHECKPOINT_TTL_SECONDS)
+      .hset(`${key}:meta`, {
+        position: String(checkpoint.position),
+        absorbed: String(checkpoint.absorbed),
+      })
+      .expire(`${key}:meta`, CHECKPOINT_TTL_SECONDS);
     if (checkpoint.logprobs !== undefined) {
-      meta.logprobs = Buffer.from(
+      // Only the new log-probs travel: written in place at their offset, so a long document's
+      // checkpoints cost O(new tokens), not O(document) each.
+      const bytes = Buffer.from(
         checkpoint.logprobs.buffer,
         checkpoint.logprobs.byteOffset,
         checkpoint.logprobs.byteLength,
       );
+      transaction
+        .setrange(`${key}:logprobs`, (checkpoint.logprobsOffset ?? 0) * 8, bytes)
+        .expire(`${key}:logprobs`, CHECKPOINT_TTL_SECONDS);
     }
-    // One transaction: a reader never sees a state with another checkpoint's metadata.
-    await this.redis
-      .multi()
-      .set(key, checkpoint.state, 'EX', CHECKPOINT_TTL_SECONDS)
-      .del(`${key}:meta`)
-      .hset(`${key}:meta`, meta)
-      .expire(`${key}:meta`, CHECKPOINT_TTL_SECONDS)
-      .exec();
+    await transaction.exec();
   }
 
   async load(jobId: string, choice: number): Promise<Checkpoint | undefined> {
     const key = this.keys.checkpoint(jobId, choice);
-    const [[, state], [, meta]] = (await this.redis
+    const [[, state], [, meta], [, logprobsBytes]] = (await this.redis
       .multi()
       .getBuffer(key)
-      .hgetallBuffer(`${key}:meta`)
-      .exec()) as [[null, Buffer | null], [null, Record<string, Buffer>]];
+      .hgetall(`${key}:meta`)
+      .getBuffer(`${key}:logprobs`)
+      .exec()) as [[null, Buffer | null], [null, Record<string, string>], [null, Buffer | null]];
     if (state === null) return undefined;
-    const position = Number(meta.position?.toString());
-    const absorbed = Number(meta.absorbed?.toString());
+    const position = Number(meta.position);
+    const absorbed = Number(meta.absorbed);
     if (!Number.isInteger(position) || !Number.isInteger(absorbed)) return undefined;
-    const logprobsBytes = meta.logprobs;
     return {
       state,
       position,
       absorbed,
-      ...(logprobsBytes === undefined
+      ...(logprobsBytes === null
         ? {}
-        : { logprobs: new Float64Array(new Uint8Array(logprobsBytes).buffer) }),
+        : {
+            logprobs: new Float64Array(new Uint8Array(logprobsBytes).buffer).subarray(0, absorbed),
+          }),
     };
   }
 
@@ -74,6 +80,7 @@ export class CheckpointStore {
     const keys = Array.from({ length: choices }, (_unused, choice) => [
       this.keys.checkpoint(jobId, choice),
       `${this.keys.checkpoint(jobId, choice)}:meta`,
+      `${this.keys.checkpoint(jobId, choice)}:logprobs`,
     ]).flat();
     if (keys.length > 0) await this.redis.del(...keys);
   }

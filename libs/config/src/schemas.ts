@@ -110,8 +110,10 @@ export const workerEnvSchema = z.object({
   ENGINE_PREFILL_CHUNK: integer(16, 65536).default(512),
   /** Checkpoint a generating sequence after this many tokens… @defaultValue 64 */
   CHECKPOINT_EVERY_TOKENS: integer(1, 1_000_000).default(64),
-  /** …or this much time, whichever comes first (prefills: every chunk). @defaultValue 5000 ms */
+  /** …or this much time, whichever comes first. @defaultValue 5000 ms */
   CHECKPOINT_EVERY_MS: integer(100, 3_600_000).default(5000),
+  /** While prefilling, at the chunk boundary after this many tokens. @defaultValue 4096 */
+  CHECKPOINT_PREFILL_EVERY_TOKENS: integer(1, 1e9).default(4096),
   /** Bytes of prefix states kept in Redis for all workers, LRU-evicted. @defaultValue 256 MiB */
   PREFIX_CACHE_MAX_BYTES: integer(0, 1e12).default(256 * 1024 * 1024),
   /** Prefix states are cached every this many prompt tokens; 0 disables. @defaultValue 256 */

@@ -32,6 +32,8 @@ export interface CheckpointPolicy {
   everyTokens: number;
   /** After this much time. @defaultValue 5000 ms */
   everyMs: number;
+  /** While prefilling: at the first chunk boundary after this many tokens. @defaultValue 4096 */
+  prefillEveryTokens: number;
 }
 
 export interface SequenceRequest {
@@ -99,8 +101,9 @@ export interface CheckpointEvent {
   position: number;
   /** Tokens of the logical sequence (input then generated) that the state holds. */
   absorbed: number;
-  /** Score jobs: log-probs of the tokens scored so far. */
+  /** Score jobs: log-probs of tokens [logprobsOffset, absorbed), new since the last checkpoint. */
   logprobs?: Float64Array;
+  logprobsOffset?: number;
 }
 
 export interface PrefixStateEvent {

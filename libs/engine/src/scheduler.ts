@@ -30,7 +30,11 @@ export const defaultSchedulerOptions: SchedulerOptions = {
   minPrefillChunk: 16,
 };
 
-const defaultCheckpointPolicy: CheckpointPolicy = { everyTokens: 64, everyMs: 5000 };
+const defaultCheckpointPolicy: CheckpointPolicy = {
+  everyTokens: 64,
+  everyMs: 5000,
+  prefillEveryTokens: 4096,
+};
 
 type Phase = 'tokenized' | 'prefill' | 'decode' | 'done';
 
@@ -61,6 +65,8 @@ class Sequence {
   logprobs: Float64Array | undefined;
   lastServedTick = -1;
   sinceCheckpoint = { tokens: 0, at: performance.now() };
+  /** Score: log-probs before this index are already in a checkpoint. */
+  logprobsCheckpointed = 0;
 
   constructor(
     readonly request: SequenceRequest,
@@ -344,6 +350,7 @@ export class Scheduler {
       });
     }
     if (end < sequence.feedEnd) {
+      sequence.sinceCheckpoint.tokens += chunk;
       this.checkpoint(sequence);
       return;
     }
@@ -426,15 +433,22 @@ export class Scheduler {
     }
   }
 
-  /** Offers the state for checkpointing when the policy says it is due (prefill: every chunk). */
+  /**
+   * Offers the state for checkpointing when the policy says it is due: while decoding after
+   * `everyTokens` tokens, while prefilling at the chunk boundary after `prefillEveryTokens`
+   * tokens, and in both after `everyMs`. Score checkpoints carry only the new log-probs.
+   */
   private checkpoint(sequence: Sequence): void {
     const policy = sequence.checkpointPolicy;
+    const tokenLimit =
+      sequence.phase === 'prefill' ? policy.prefillEveryTokens : policy.everyTokens;
     const due =
-      sequence.phase === 'prefill' ||
-      sequence.sinceCheckpoint.tokens >= policy.everyTokens ||
+      sequence.sinceCheckpoint.tokens >= tokenLimit ||
       performance.now() - sequence.sinceCheckpoint.at >= policy.everyMs;
     if (!due) return;
     sequence.sinceCheckpoint = { tokens: 0, at: performance.now() };
+    const logprobsOffset = sequence.logprobsCheckpointed;
+    sequence.logprobsCheckpointed = sequence.absorbed;
     this.emit({
       type: 'checkpoint',
       id: sequence.request.id,
@@ -443,7 +457,7 @@ export class Scheduler {
       absorbed: sequence.absorbed,
       ...(sequence.logprobs === undefined
         ? {}
-        : { logprobs: sequence.logprobs.slice(0, sequence.absorbed) }),
+        : { logprobs: sequence.logprobs.slice(logprobsOffset, sequence.absorbed), logprobsOffset }),
     });
   }
 

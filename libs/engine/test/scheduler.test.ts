@@ -76,7 +76,7 @@ describe('Scheduler (continuous batching over the real graph)', () => {
     const sampling = { ...greedy, temperature: 0.9, topP: 0.95, seed: 2024, frequencyPenalty: 0.2 };
     const request = generateRequest('s', 'Sampling', { maxTokens: 24, sampling });
     const run = await runAll(model, [
-      { ...request, checkpoint: { everyTokens: 5, everyMs: 60_000 } },
+      { ...request, checkpoint: { everyTokens: 5, everyMs: 60_000, prefillEveryTokens: 4096 } },
     ]);
     const again = await runAll(model, [request]);
     const tokens = tokensOf(run.get('s'));

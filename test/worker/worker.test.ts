@@ -1,0 +1,296 @@
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  JobName,
+  JobPriority,
+  redisKeys,
+  type GenerateResult,
+  type ScoreResult,
+  type StreamEvent,
+} from '#contracts';
+import { PrefixCache, requestCancel, type ServiceProcess } from '#cluster';
+import { Engine, summarizeScore, type SamplingParams } from '#engine';
+import { createPresetBundle } from '#model';
+import { startWorker, testModelDir, TEST_MODEL_ID, uniquePrefix } from '#testing';
+import { waitFor } from '../support/wait.js';
+import { generatePayload, indexesByChoice, TestProducer } from './support.js';
+
+/** Seeded sampling with end-of-text (256) banned, so lengths are exactly max_tokens. */
+const seeded = { temperature: 0.8, top_p: 0.95, seed: 77, logit_bias: { '256': -100 } };
+
+function samplingParams(seed: number): SamplingParams {
+  return {
+    temperature: 0.8,
+    topP: 0.95,
+    topK: 0,
+    minP: 0,
+    presencePenalty: 0,
+    frequencyPenalty: 0,
+    repetitionPenalty: 1,
+    logitBias: new Map([[256, -100]]),
+    topLogprobs: undefined,
+    seed,
+  };
+}
+
+/**
+ * The independent reference: the same bundle run in this process by the engine, uninterrupted,
+ * with no Redis, no queue and no worker.
+ */
+let reference: Engine;
+async function referenceText(prompt: string, maxTokens: number, seed: number): Promise<string> {
+  let text = '';
+  await reference.run(
+    {
+      id: `ref-${Math.random()}`,
+      kind: 'generate',
+      priority: 0,
+      text: prompt,
+      prefixBlockTokens: 0,
+      generate: { sampling: samplingParams(seed), choice: 0, maxTokens, stop: [] },
+    },
+    {
+      start: () => ({ position: 0, skip: 0, replay: [] }),
+      onEvent: (event) => {
+        if (event.type === 'token' || event.type === 'finished') text += event.text;
+      },
+    },
+  );
+  return text;
+}
+
+async function referenceScore(text: string): Promise<number[]> {
+  const outcome = await reference.run(
+    { id: `ref-${Math.random()}`, kind: 'score', priority: 2, text, prefixBlockTokens: 0 },
+    { start: () => ({ position: 0, skip: 0, replay: [] }) },
+  );
+  return outcome.type === 'finished' ? Array.from(outcome.logprobs ?? []) : [];
+}
+
+function expectEachIndexOnce(events: readonly StreamEvent[], choices: number[]): void {
+  const byChoice = indexesByChoice(events);
+  for (const choice of choices) {
+    const indexes = byChoice.get(choice) ?? [];
+    expect(indexes, `choice ${choice}`).toEqual(indexes.map((_unused, position) => position));
+  }
+}
+
+describe('worker processes against real Redis', () => {
+  const redisUrl = inject('redisUrl');
+  let producer: TestProducer;
+  let prefix: string;
+  const workers: ServiceProcess[] = [];
+  const spawn = async (env: Record<string, string> = {}): Promise<ServiceProcess> => {
+    const worker = await startWorker(redisUrl, { QUEUE_PREFIX: prefix, ...env });
+    workers.push(worker);
+    return worker;
+  };
+
+  beforeAll(async () => {
+    reference = await Engine.start({ bundleDir: testModelDir(), intraOpThreads: 1 });
+  });
+  afterAll(async () => {
+    await reference.close();
+  });
+  afterEach(async () => {
+    await Promise.all(workers.splice(0).map((worker) => worker.stop('SIGKILL')));
+    await producer.close();
+  });
+  const fresh = (label: string): void => {
+    prefix = uniquePrefix(label);
+    producer = new TestProducer(redisUrl, prefix);
+  };
+
+  it('generates what the engine generates in-process, streaming each index once', async () => {
+    fresh('gen');
+    await spawn();
+    await producer.add(
+      JobName.Generate,
+      generatePayload('Hello there', { ...seeded, max_tokens: 40, logprobs: 2 }, { n: 2 }),
+      { jobId: 'job-gen', priority: JobPriority.Interactive },
+    );
+    const result = (await producer.result(TEST_MODEL_ID, 'job-gen')) as GenerateResult;
+    expect(result.choices[0]?.text).toBe(await referenceText('Hello there', 40, 77));
+    expect(result.choices[0]?.finishReason).toBe('length');
+    expect(result.choices[1]?.text).not.toBe(result.choices[0]?.text);
+    expect(result.choices[0]?.logprobs).toHaveLength(40);
+    expect(result.choices[0]?.logprobs?.[0]?.top).toHaveLength(2);
+    expect(result.usage).toEqual({ promptTokens: 11, completionTokens: 80, cachedTokens: 0 });
+    const events = await producer.stream('job-gen');
+    expectEachIndexOnce(events, [0, 1]);
+    expect(events.at(-1)).toEqual({ type: 'done' });
+  });
+
+  it('resumes on another worker after SIGKILL mid-generation, with identical output', async () => {
+    fresh('kill-gen');
+    const doomed = await spawn({ CHECKPOINT_EVERY_TOKENS: '8' });
+    const maxTokens = 1500;
+    await producer.add(
+      JobName.Generate,
+      generatePayload('Resume me', { ...seeded, max_tokens: maxTokens }),
+      { jobId: 'job-kill' },
+    );
+    await waitFor(async () => (await producer.tokenCount('job-kill')) >= 100, {
+      message: '100 tokens streamed',
+    });
+    await doomed.stop('SIGKILL');
+    const streamedAtKill = await producer.tokenCount('job-kill');
+    expect(streamedAtKill).toBeLessThan(maxTokens);
+    await spawn();
+    const result = (await producer.result(TEST_MODEL_ID, 'job-kill')) as GenerateResult;
+    expect(result.choices[0]?.text).toBe(await referenceText('Resume me', maxTokens, 77));
+    const events = await producer.stream('job-kill');
+    expectEachIndexOnce(events, [0]);
+    expect(indexesByChoice(events).get(0)).toHaveLength(maxTokens);
+  });
+
+  it('resumes a document score after SIGKILL mid-prefill, with the same NLL', async () => {
+    fresh('kill-score');
+    const document = Array.from(
+      { length: 3000 },
+      (_unused, i) => `Line ${i} of a long document.`,
+    ).join('\n');
+    const doomed = await spawn({
+      ENGINE_PREFILL_CHUNK: '64',
+      CHECKPOINT_PREFILL_EVERY_TOKENS: '256',
+    });
+    await producer.add(
+      JobName.Score,
+      { model: TEST_MODEL_ID, owner: 'tenant-test', input: { text: document }, windowTokens: 1000 },
+      { jobId: 'job-score', priority: JobPriority.Document },
+    );
+    const checkpointMeta = `${redisKeys(prefix).checkpoint('job-score', 0)}:meta`;
+    await waitFor(
+      async () => Number(await producer.redis.hget(checkpointMeta, 'absorbed')) >= 2000,
+      { intervalMs: 10, message: 'a prefill checkpoint past 2000 tokens' },
+    );
+    await doomed.stop('SIGKILL');
+    const absorbedAtKill = Number(await producer.redis.hget(checkpointMeta, 'absorbed'));
+    expect(absorbedAtKill).toBeLessThan(document.length);
+    expect(await (await producer.queue(TEST_MODEL_ID).getJob('job-score'))?.getState()).toBe(
+      'active',
+    );
+    await spawn();
+    const result = (await producer.result(TEST_MODEL_ID, 'job-score')) as ScoreResult;
+    const expected = summarizeScore(await referenceScore(document), 1000);
+    expect(result.tokens).toBe(expected.tokens);
+    expect(result.totalNll).toBeCloseTo(expected.totalNll, 3);
+    expect(result.windows.map((w) => w.perplexity.toFixed(4))).toEqual(
+      expected.windows.map((w) => w.perplexity.toFixed(4)),
+    );
+  });
+
+  it('drains on SIGTERM: checkpoints, hands the job back, exits 0; another worker finishes it', async () => {
+    fresh('drain');
+    const draining = await spawn();
+    await producer.add(
+      JobName.Generate,
+      generatePayload('Drain me', { ...seeded, max_tokens: 1500 }),
+      { jobId: 'job-drain' },
+    );
+    await waitFor(async () => (await producer.tokenCount('job-drain')) >= 50, {
+      message: '50 tokens streamed',
+    });
+    const exit = await draining.stop('SIGTERM', 20_000);
+    expect(exit).toEqual({ code: 0, signal: null });
+    const job = await producer.queue(TEST_MODEL_ID).getJob('job-drain');
+    expect(await job?.getState()).toBe('waiting');
+    await spawn();
+    const result = (await producer.result(TEST_MODEL_ID, 'job-drain')) as GenerateResult;
+    expect(result.choices[0]?.text).toBe(await referenceText('Drain me', 1500, 77));
+    expectEachIndexOnce(await producer.stream('job-drain'), [0]);
+  });
+
+  it('cancels a running job from another process, keeping the partial output', async () => {
+    fresh('cancel');
+    await spawn();
+    await producer.add(
+      JobName.Generate,
+      generatePayload('Cancel me', { ...seeded, max_tokens: 5000 }),
+      { jobId: 'job-cancel' },
+    );
+    await waitFor(async () => (await producer.tokenCount('job-cancel')) >= 20, {
+      message: '20 tokens streamed',
+    });
+    await requestCancel(producer.redis, redisKeys(prefix), 'job-cancel');
+    const result = (await producer.result(TEST_MODEL_ID, 'job-cancel')) as GenerateResult;
+    expect(result.choices[0]?.finishReason).toBe('cancelled');
+    const streamed = (await producer.stream('job-cancel')).flatMap((e) =>
+      e.type === 'token' ? [e] : [],
+    );
+    expect(streamed.length).toBeGreaterThanOrEqual(20);
+    expect(streamed.length).toBeLessThan(5000);
+    expect(result.choices[0]?.text).toBe(streamed.map((e) => e.text).join(''));
+  });
+
+  it('shares a long prompt prefix across jobs through the prefix cache, with identical output', async () => {
+    fresh('prefix');
+    await spawn({ PREFIX_BLOCK_TOKENS: '128' });
+    const shared = 'A shared system prompt that many requests start with. '.repeat(12);
+    await producer.add(
+      JobName.Generate,
+      generatePayload(`${shared}First question?`, { ...seeded, max_tokens: 20 }),
+      { jobId: 'job-p1' },
+    );
+    const first = (await producer.result(TEST_MODEL_ID, 'job-p1')) as GenerateResult;
+    await producer.add(
+      JobName.Generate,
+      generatePayload(`${shared}Second question?`, { ...seeded, max_tokens: 20 }),
+      { jobId: 'job-p2' },
+    );
+    const second = (await producer.result(TEST_MODEL_ID, 'job-p2')) as GenerateResult;
+    expect(first.usage.cachedTokens).toBe(0);
+    // The prompt is 648 + 16 bytes: the 640-token prefix (5 blocks of 128) comes from the cache.
+    expect(second.usage.cachedTokens).toBe(640);
+    expect(second.choices[0]?.text).toBe(await referenceText(`${shared}Second question?`, 20, 77));
+    const stats = await new PrefixCache(
+      producer.redis,
+      redisKeys(prefix),
+      TEST_MODEL_ID,
+      1,
+    ).stats();
+    expect(stats.hits).toBe(1);
+    expect(stats.misses).toBe(1);
+  });
+
+  it('keeps a job for a model no worker serves waiting until such a worker starts', async () => {
+    fresh('waiting');
+    await spawn();
+    await producer.add(
+      JobName.Generate,
+      {
+        ...generatePayload('Other model', { temperature: 0, max_tokens: 5 }),
+        model: 'other-model',
+      },
+      { jobId: 'job-other' },
+    );
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(await (await producer.queue('other-model').getJob('job-other'))?.getState()).toBe(
+      'waiting',
+    );
+    const otherDir = await mkdtemp(join(tmpdir(), 'dijiang-other-'));
+    await createPresetBundle(otherDir, 'tiny', { id: 'other-model', seed: 3 });
+    await spawn({ MODEL_DIR: otherDir });
+    const result = (await producer.result('other-model', 'job-other')) as GenerateResult;
+    expect(result.choices[0]?.finishReason).toBe('length');
+    expect(result.usage.completionTokens).toBe(5);
+  });
+
+  it('fails a job with invalid data at once, without retries', async () => {
+    fresh('invalid');
+    await spawn();
+    const job = await producer
+      .queue(TEST_MODEL_ID)
+      .add(
+        JobName.Generate,
+        { model: TEST_MODEL_ID, input: { text: 'x' }, sampling: { temperature: 9 } },
+        { jobId: 'job-bad', attempts: 3 },
+      );
+    await waitFor(async () => (await job.getState()) === 'failed', { message: 'the job to fail' });
+    const failed = await producer.queue(TEST_MODEL_ID).getJob('job-bad');
+    expect(failed?.failedReason).toMatch(/invalid generate job data/);
+    expect(failed?.attemptsMade).toBe(1);
+  });
+});
