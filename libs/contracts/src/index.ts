@@ -3,3 +3,4 @@ export * from './jobs.js';
 export * from './redis-keys.js';
 export * from './workers.js';
 export * from './streams.js';
+export * from './gateway.js';

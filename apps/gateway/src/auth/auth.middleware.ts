@@ -1,0 +1,89 @@
+import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
+import type { NextFunction, Request, Response } from 'express';
+import { ErrorType } from '#contracts';
+import { ApiError } from '../common/api-error.js';
+import { sendApiError, toApiError } from '../common/exception-filter.js';
+import type { RateLimiter } from '../limits/rate-limiter.js';
+import type { ApiKeys, Principal } from './api-keys.js';
+
+/** The key of a request: `Authorization: Bearer KEY`, or the password of Basic auth (browsers). */
+function presentedKey(request: Request): string | undefined {
+  const header = request.header('authorization');
+  if (header === undefined) return undefined;
+  const [scheme, value] = header.split(/\s+/, 2);
+  if (value === undefined) return undefined;
+  if (scheme?.toLowerCase() === 'bearer') return value;
+  if (scheme?.toLowerCase() === 'basic') {
+    const decoded = Buffer.from(value, 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    return colon === -1 ? undefined : decoded.slice(colon + 1);
+  }
+  return undefined;
+}
+
+const unauthorized = (message: string, admin: boolean) =>
+  new ApiError(
+    401,
+    ErrorType.Authentication,
+    message,
+    null,
+    'invalid_api_key',
+    // The queue dashboard is opened in a browser, which can only send a key through Basic auth.
+    admin ? { 'WWW-Authenticate': 'Basic realm="dijiang admin"' } : {},
+  );
+
+/**
+ * Resolves the request's principal (tenant, admin) from its API key and applies the tenant's
+ * request budget. `/admin` additionally needs an admin key.
+ */
+export function authMiddleware(keys: ApiKeys, limiter: RateLimiter, area: 'api' | 'admin') {
+  const authenticate = async (request: Request, response: Response): Promise<void> => {
+    const admin = area === 'admin';
+    let principal: Principal | undefined;
+    if (keys.disabled) {
+      principal = keys.verify('');
+    } else {
+      const key = presentedKey(request);
+      if (key === undefined) {
+        throw unauthorized(
+          keys.count === 0
+            ? 'This gateway has no API keys configured: set API_KEYS (or API_KEYS_FILE).'
+            : "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",
+          admin,
+        );
+      }
+      principal = keys.verify(key);
+      if (principal === undefined) throw unauthorized('Incorrect API key provided.', admin);
+    }
+    if (principal === undefined) throw unauthorized('Incorrect API key provided.', admin);
+    if (admin && !principal.admin) {
+      throw new ApiError(
+        403,
+        ErrorType.Authentication,
+        'This key is not an admin key (see ADMIN_API_KEYS).',
+        null,
+        'admin_key_required',
+      );
+    }
+    response.locals.principal = principal;
+    if (!admin) await limiter.admit(principal.tenant);
+  };
+  return (request: Request, response: Response, next: NextFunction): void => {
+    authenticate(request, response).then(
+      () => {
+        next();
+      },
+      (error: unknown) => {
+        sendApiError(response, toApiError(error));
+      },
+    );
+  };
+}
+
+/** The tenant of an authenticated request (set by {@link authMiddleware}). */
+export const Tenant = createParamDecorator((_data: unknown, context: ExecutionContext): string => {
+  const response = context.switchToHttp().getResponse<Response>();
+  const principal = response.locals.principal as Principal | undefined;
+  if (principal === undefined) throw new Error('route is not behind the auth middleware');
+  return principal.tenant;
+});

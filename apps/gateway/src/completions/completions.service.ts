@@ -1,0 +1,306 @@
+import type { Response } from 'express';
+import type { Redis } from 'ioredis';
+import {
+  ErrorType,
+  JobName,
+  JobPriority,
+  apiError,
+  type GatewayJobRecord,
+  type GatewayKeys,
+  type RedisKeys,
+  type Usage,
+} from '#contracts';
+import type { Logger } from '#cluster';
+import { ApiError, invalidRequest, notFound } from '../common/api-error.js';
+import { ServerSentEvents, clientGone } from '../common/sse.js';
+import type { JobQueues } from '../jobs/job-queues.js';
+import { newId } from '../jobs/job-queues.js';
+import type { RateLimiter } from '../limits/rate-limiter.js';
+import type { GatewayMetrics } from '../metrics/gateway-metrics.js';
+import type { ModelsService } from '../models/models.service.js';
+import type { StateStore } from '../states/state-store.js';
+import {
+  followJobStream,
+  readStreamUntil,
+  type BlockingReaders,
+} from '../streams/job-stream-reader.js';
+import {
+  ChunkWriter,
+  chatResponse,
+  completionResponse,
+  type ResponseMeta,
+} from './openai-format.js';
+import { mapRequest, type CompletionKind } from './request-mapping.js';
+
+/**
+ * A streamed completion whose client went away is cancelled unless a client reconnects (with
+ * `Last-Event-ID`) within this time. @defaultValue 2000 ms
+ */
+export const RECONNECT_GRACE_MS = 2000;
+
+export interface CompletionDependencies {
+  jobs: JobQueues;
+  models: ModelsService;
+  states: StateStore;
+  readers: BlockingReaders;
+  redis: Redis;
+  keys: RedisKeys;
+  gateway: GatewayKeys;
+  limiter: RateLimiter;
+  metrics: GatewayMetrics;
+  logger: Logger;
+}
+
+/** Token arrival times of one response, for time-to-first-token and time-per-output-token. */
+class TokenTiming {
+  private first: number | undefined;
+  private last = 0;
+  count = 0;
+
+  constructor(private readonly submittedAt: number) {}
+
+  token(): void {
+    const now = performance.now();
+    this.first ??= now;
+    this.last = now;
+    this.count += 1;
+  }
+
+  observe(metrics: GatewayMetrics, model: string): void {
+    if (this.first === undefined) return;
+    metrics.timeToFirstToken.observe({ model }, (this.first - this.submittedAt) / 1000);
+    if (this.count > 1) {
+      metrics.timePerOutputToken.observe(
+        { model },
+        (this.last - this.first) / 1000 / (this.count - 1),
+      );
+    }
+  }
+}
+
+const nowSeconds = (): number => Math.floor(Date.now() / 1000);
+
+const jobFailed = (message: string) =>
+  new ApiError(500, ErrorType.Server, `The worker could not complete this request: ${message}`);
+
+/** `/v1/completions` and `/v1/chat/completions`: submit a generate job, then answer or stream it. */
+export class CompletionsService {
+  constructor(private readonly deps: CompletionDependencies) {}
+
+  async create(
+    kind: CompletionKind,
+    body: unknown,
+    tenant: string,
+    response: Response,
+  ): Promise<void> {
+    const { jobs, models, states } = this.deps;
+    const request = mapRequest(kind, body, tenant);
+    const signal = clientGone(response);
+    await models.awaitWorker(request.model, signal);
+    if (request.stateId !== undefined) {
+      const state = await states.get(request.stateId, tenant, 'state_id');
+      if (state.model !== request.model) {
+        throw invalidRequest(
+          `The state '${request.stateId}' belongs to model '${state.model}', not '${request.model}'.`,
+          'state_id',
+        );
+      }
+    }
+    const jobId = newId(kind === 'chat' ? 'chatcmpl-' : 'cmpl-');
+    const record: GatewayJobRecord = {
+      owner: tenant,
+      kind,
+      type: JobName.Generate,
+      model: request.model,
+      created: nowSeconds(),
+      includeUsage: request.includeUsage ? '1' : '0',
+      logprobs: request.logprobs ? '1' : '0',
+      choices: request.n,
+      maxOutputTokens: request.maxTokens * request.n,
+    };
+    const timing = new TokenTiming(performance.now());
+    await jobs.submit({
+      jobId,
+      name: JobName.Generate,
+      payload: request.payload,
+      priority: JobPriority.Interactive,
+      record,
+    });
+    if (request.stream) {
+      await this.stream(jobId, record, response, '0', signal, timing);
+    } else {
+      await this.respond(jobId, record, response, signal, timing);
+    }
+  }
+
+  /** Continues a streamed completion after `lastEventId` (an SSE `Last-Event-ID`). */
+  async resume(
+    kind: CompletionKind,
+    jobId: string,
+    tenant: string,
+    lastEventId: string,
+    response: Response,
+  ): Promise<void> {
+    const record = await this.deps.jobs.record(jobId, tenant, 'completion');
+    if (record.kind !== kind) throw notFound('completion', jobId);
+    await this.stream(jobId, record, response, lastEventId, clientGone(response), undefined);
+  }
+
+  private async respond(
+    jobId: string,
+    record: GatewayJobRecord,
+    response: Response,
+    signal: AbortSignal,
+    timing: TokenTiming,
+  ): Promise<void> {
+    const { jobs, readers, keys } = this.deps;
+    const follow = followJobStream(readers, keys, jobId, {
+      after: '0',
+      seen: new Set(),
+      signal,
+      hasEnded: () => jobs.endedWithoutStream(record.model, jobId),
+    });
+    for await (const { event } of follow) {
+      if (event.type === 'token') timing.token();
+      if (event.type === 'failed') throw jobFailed(event.message);
+    }
+    if (signal.aborted) {
+      // Nobody will read the answer: stop spending compute on it.
+      await jobs.cancel(jobId, record);
+      return;
+    }
+    const result = await jobs.result(JobName.Generate, record.model, jobId);
+    await this.account(record, result.usage, timing);
+    const meta: ResponseMeta = { id: jobId, model: record.model, created: record.created };
+    response.json(
+      record.kind === 'chat' ? chatResponse(meta, result) : completionResponse(meta, result),
+    );
+  }
+
+  private async stream(
+    jobId: string,
+    record: GatewayJobRecord,
+    response: Response,
+    after: string,
+    signal: AbortSignal,
+    timing: TokenTiming | undefined,
+  ): Promise<void> {
+    const { jobs, readers, keys, redis, gateway } = this.deps;
+    const kind = record.kind === 'chat' ? 'chat' : 'completion';
+    const writer = new ChunkWriter(
+      kind,
+      { id: jobId, model: record.model, created: record.created },
+      record.includeUsage === '1',
+    );
+    const withLogprobs = record.logprobs === '1';
+    const seen = new Set<string>();
+    /** Characters of each choice's text sent so far (legacy logprobs' text_offset). */
+    const offsets = new Map<number, number>();
+    // The stream is complete once [DONE] (or an error) was sent; otherwise the client left early.
+    let complete = false;
+    await redis.hincrby(gateway.gatewayJob(jobId), 'readers', 1);
+    const sse = new ServerSentEvents(response);
+    try {
+      if (after === '0') {
+        if (kind === 'chat') {
+          for (let choice = 0; choice < record.choices; choice += 1)
+            sse.send(writer.roleChunk(choice));
+        }
+      } else {
+        for (const { event } of await readStreamUntil(redis, keys, jobId, after, seen)) {
+          if (event.type === 'token') {
+            offsets.set(event.choice, (offsets.get(event.choice) ?? 0) + event.text.length);
+          }
+        }
+      }
+      const follow = followJobStream(readers, keys, jobId, {
+        after,
+        seen,
+        signal,
+        hasEnded: () => jobs.endedWithoutStream(record.model, jobId),
+      });
+      for await (const { id, event } of follow) {
+        switch (event.type) {
+          case 'token': {
+            timing?.token();
+            if (event.text === '' && !withLogprobs) break;
+            const offset = offsets.get(event.choice) ?? 0;
+            const logprob = withLogprobs
+              ? { text: event.text, logprob: event.logprob, top: event.top ?? [] }
+              : undefined;
+            sse.send(writer.textChunk(event.choice, event.text, logprob, offset), { id });
+            offsets.set(event.choice, offset + event.text.length);
+            break;
+          }
+          case 'choice-end':
+            sse.send(
+              writer.textChunk(
+                event.choice,
+                event.text,
+                undefined,
+                offsets.get(event.choice) ?? 0,
+                event.finishReason,
+              ),
+              { id },
+            );
+            break;
+          case 'progress':
+            break;
+          case 'failed':
+            sse.send(
+              apiError(
+                ErrorType.Server,
+                `The worker could not complete this request: ${event.message}`,
+              ),
+              {
+                id,
+              },
+            );
+            complete = true;
+            break;
+          case 'done': {
+            const result = await jobs.result(JobName.Generate, record.model, jobId);
+            if (timing !== undefined) await this.account(record, result.usage, timing);
+            if (record.includeUsage === '1') sse.send(writer.usageChunk(result.usage), { id });
+            sse.send('[DONE]', { id });
+            complete = true;
+            break;
+          }
+        }
+      }
+    } finally {
+      sse.end();
+      const readersLeft = await redis.hincrby(gateway.gatewayJob(jobId), 'readers', -1);
+      if (!complete && readersLeft <= 0) this.cancelUnlessReconnected(jobId, record);
+    }
+  }
+
+  /** Client disconnect cancels the job, unless a client reconnects within the grace time. */
+  private cancelUnlessReconnected(jobId: string, record: GatewayJobRecord): void {
+    const { redis, gateway, jobs, logger } = this.deps;
+    setTimeout(() => {
+      void (async () => {
+        const readers = Number((await redis.hget(gateway.gatewayJob(jobId), 'readers')) ?? 0);
+        if (readers > 0) return;
+        const job = await jobs.job(record.model, jobId);
+        if (job?.finishedOn !== undefined) return;
+        await jobs.cancel(jobId, record);
+        logger.info({ jobId }, 'client went away: job cancelled');
+      })().catch((error: unknown) => {
+        logger.warn({ err: error, jobId }, 'could not cancel an abandoned job');
+      });
+    }, RECONNECT_GRACE_MS).unref();
+  }
+
+  private async account(
+    record: GatewayJobRecord,
+    usage: Usage,
+    timing: TokenTiming,
+  ): Promise<void> {
+    const { metrics, limiter } = this.deps;
+    metrics.completionTokens.inc({ model: record.model }, usage.completionTokens);
+    metrics.promptTokens.inc({ model: record.model }, usage.promptTokens);
+    timing.observe(metrics, record.model);
+    await limiter.chargeTokens(record.owner, usage.promptTokens + usage.completionTokens);
+  }
+}

@@ -1,0 +1,110 @@
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { RedisKeys, WorkerRecord } from '#contracts';
+
+/** BullMQ job states reported per queue. */
+const QUEUE_STATES = [
+  'waiting',
+  'prioritized',
+  'active',
+  'delayed',
+  'waiting-children',
+  'completed',
+  'failed',
+] as const;
+
+export interface MetricSources {
+  queues(): Iterable<Queue>;
+  liveWorkers(): Promise<WorkerRecord[]>;
+  redis: Redis;
+  keys: RedisKeys;
+}
+
+/**
+ * Prometheus metrics of this gateway (`/metrics`). Queue depths, live workers and prefix-cache
+ * counters are read from Redis at scrape time, so every gateway replica reports the cluster's
+ * current values for them; latencies and token counts are this replica's own.
+ */
+export class GatewayMetrics {
+  readonly registry = new Registry();
+
+  readonly httpDuration = new Histogram({
+    name: 'dijiang_http_request_duration_seconds',
+    help: 'HTTP request latency by route and status (streams: until the response ends)',
+    labelNames: ['method', 'route', 'status'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [this.registry],
+  });
+
+  readonly timeToFirstToken = new Histogram({
+    name: 'dijiang_time_to_first_token_seconds',
+    help: 'From job submission to its first output token, per model',
+    labelNames: ['model'] as const,
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+
+  readonly timePerOutputToken = new Histogram({
+    name: 'dijiang_time_per_output_token_seconds',
+    help: 'Mean time between output tokens of one response, per model',
+    labelNames: ['model'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+    registers: [this.registry],
+  });
+
+  /** rate() of this is the output tokens/s served through this gateway. */
+  readonly completionTokens = new Counter({
+    name: 'dijiang_completion_tokens_total',
+    help: 'Output tokens returned, per model',
+    labelNames: ['model'] as const,
+    registers: [this.registry],
+  });
+
+  readonly promptTokens = new Counter({
+    name: 'dijiang_prompt_tokens_total',
+    help: 'Prompt tokens processed for requests through this gateway, per model',
+    labelNames: ['model'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(sources: MetricSources) {
+    collectDefaultMetrics({ register: this.registry, prefix: 'dijiang_gateway_' });
+    new Gauge({
+      name: 'dijiang_queue_jobs',
+      help: 'Jobs per queue and state',
+      labelNames: ['queue', 'state'] as const,
+      registers: [this.registry],
+      async collect() {
+        this.reset();
+        for (const queue of sources.queues()) {
+          const counts = await queue.getJobCounts(...QUEUE_STATES);
+          for (const state of QUEUE_STATES)
+            this.set({ queue: queue.name, state }, counts[state] ?? 0);
+        }
+      },
+    });
+    new Gauge({
+      name: 'dijiang_live_workers',
+      help: 'Workers whose heartbeat is current',
+      registers: [this.registry],
+      async collect() {
+        this.set((await sources.liveWorkers()).length);
+      },
+    });
+    new Gauge({
+      name: 'dijiang_prefix_cache',
+      help: 'Prefix-state cache counters kept by the workers (hits, misses, bytes, evictions)',
+      labelNames: ['counter'] as const,
+      registers: [this.registry],
+      async collect() {
+        this.reset();
+        const stats = await sources.redis.hgetall(sources.keys.prefixStats);
+        for (const [counter, value] of Object.entries(stats)) {
+          const number = Number(value);
+          if (Number.isFinite(number)) this.set({ counter }, number);
+        }
+      },
+    });
+  }
+}
