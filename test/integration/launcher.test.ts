@@ -78,6 +78,8 @@ describe('dijiang up', () => {
   it('prints the URL and an example request', () => {
     expect(output).toContain(`gateway http://127.0.0.1:${port}`);
     expect(output).toContain(`curl http://127.0.0.1:${port}/health/ready`);
+    expect(output).toMatch(/API key for this run \(API_KEYS unset\): sk-local-[0-9a-f]{32}/);
+    expect(output).toContain(`curl http://127.0.0.1:${port}/v1/completions`);
     expect(output.split('\n').some((line) => isLogMessage(line, 'gateway listening'))).toBe(true);
   });
 
@@ -88,6 +90,25 @@ describe('dijiang up', () => {
     const body = (await response.json()) as Readiness;
     expect(body.workers.live).toBe(2);
     for (const worker of body.workers.list) expect(children).toContain(worker.pid);
+  });
+
+  it('answers the printed example request with the printed key', async () => {
+    const key = /API key for this run \(API_KEYS unset\): (\S+)/.exec(output)?.[1] ?? '';
+    const response = await fetch(url('/v1/completions'), {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ model: 'small-dijiang', prompt: 'Hello', max_tokens: 16 }),
+    });
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as {
+      object: string;
+      choices: { text: string }[];
+      usage: { completion_tokens: number };
+    };
+    expect(body.object).toBe('text_completion');
+    expect(body.usage.completion_tokens).toBeGreaterThan(0);
+    const unauthorized = await fetch(url('/v1/models'));
+    expect(unauthorized.status).toBe(401);
   });
 
   it('refuses a second start on the same port, clearly', () => {

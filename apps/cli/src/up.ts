@@ -1,4 +1,6 @@
+import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { BUNDLE_MANIFEST, createPresetBundle, DEFAULT_PRESET } from '#model';
 import { launcherEnvSchema, loadConfig } from '#config';
@@ -29,7 +31,14 @@ export async function runUp(): Promise<void> {
     );
   }
 
-  const modelDir = await ensureDefaultModel(env.MODEL_DIR);
+  const { modelDir, modelId } = await ensureDefaultModel(env.MODEL_DIR);
+  // Keys given by the operator are passed through; otherwise a local one is made for this run.
+  const configuredKeys =
+    process.env.API_KEYS !== undefined && process.env.API_KEYS !== ''
+      ? process.env.API_KEYS
+      : undefined;
+  const usesOwnKeys = configuredKeys !== undefined || (process.env.API_KEYS_FILE ?? '') !== '';
+  const localKey = usesOwnKeys ? undefined : `sk-local-${randomBytes(16).toString('hex')}`;
   const services: ServiceProcess[] = [];
   let stopping = false;
   const stopAll = async (): Promise<void> => {
@@ -66,7 +75,12 @@ export async function runUp(): Promise<void> {
 
     services.push(
       await spawnService('gateway', process.execPath, [entry('gateway')], {
-        env: { ...childEnv, PORT: String(env.PORT), HOST: env.HOST },
+        env: {
+          ...childEnv,
+          PORT: String(env.PORT),
+          HOST: env.HOST,
+          ...(localKey === undefined ? {} : { API_KEYS: `local:${localKey}` }),
+        },
         isReady: (line) => isLogMessage(line, ReadyMessage.Gateway),
         onLine: forward,
         ipc: true,
@@ -102,7 +116,13 @@ export async function runUp(): Promise<void> {
   }
 
   log(`cluster up: gateway ${url}, ${env.WORKERS} worker(s). Ctrl-C stops everything.`);
-  log(`try: curl ${url}/health/ready`);
+  const key = localKey ?? '<one of your API_KEYS>';
+  if (localKey !== undefined) log(`API key for this run (API_KEYS unset): ${localKey}`);
+  log(
+    `try: curl ${url}/v1/completions -H "Authorization: Bearer ${key}" ` +
+      `-H "Content-Type: application/json" -d '{"model":"${modelId}","prompt":"Hello","max_tokens":16}'`,
+  );
+  log(`health: curl ${url}/health/ready`);
 
   await new Promise<void>((resolveStopped) => {
     const onSignal = (signal: NodeJS.Signals): void => {
@@ -120,19 +140,29 @@ export async function runUp(): Promise<void> {
  * MODEL_DIR as given when it holds a bundle; otherwise the default preset is built into
  * MODEL_DIR/<preset> (seeded, so every machine builds the same model).
  */
-async function ensureDefaultModel(modelDir: string): Promise<string> {
+async function ensureDefaultModel(
+  modelDir: string,
+): Promise<{ modelDir: string; modelId: string }> {
   const root = resolve(modelDir);
-  const hasBundle =
-    existsSync(join(root, BUNDLE_MANIFEST)) ||
-    (existsSync(root) &&
-      readdirSync(root).some((name) => existsSync(join(root, name, BUNDLE_MANIFEST))));
-  if (!hasBundle) {
-    const dir = join(root, DEFAULT_PRESET);
-    log(`no model in ${modelDir}: building the default '${DEFAULT_PRESET}' model into ${dir}`);
-    const manifest = await createPresetBundle(dir, DEFAULT_PRESET);
-    log(`built model ${manifest.id} (${manifest.parameterCount} parameters)`);
+  const bundles = existsSync(join(root, BUNDLE_MANIFEST))
+    ? [root]
+    : existsSync(root)
+      ? readdirSync(root)
+          .map((name) => join(root, name))
+          .filter((dir) => existsSync(join(dir, BUNDLE_MANIFEST)))
+      : [];
+  const first = bundles.sort()[0];
+  if (first !== undefined) {
+    const manifest = JSON.parse(await readFile(join(first, BUNDLE_MANIFEST), 'utf8')) as {
+      id: string;
+    };
+    return { modelDir: root, modelId: manifest.id };
   }
-  return root;
+  const dir = join(root, DEFAULT_PRESET);
+  log(`no model in ${modelDir}: building the default '${DEFAULT_PRESET}' model into ${dir}`);
+  const manifest = await createPresetBundle(dir, DEFAULT_PRESET);
+  log(`built model ${manifest.id} (${manifest.parameterCount} parameters)`);
+  return { modelDir: root, modelId: manifest.id };
 }
 
 function log(message: string): void {
