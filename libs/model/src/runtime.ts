@@ -11,6 +11,13 @@ import { GraphInput, GraphOutput, type Precision } from './onnx/model-graph.js';
 export interface SessionOptions {
   /** @defaultValue onnxruntime's choice (one thread per physical core) */
   intraOpNumThreads?: number;
+  /**
+   * Let idle intra-op threads spin waiting for work. Off by default: spinning threads keep every
+   * core busy between runs, which starves the process's other threads (the event loop, streaming)
+   * and any other process on small machines, and measured no faster here.
+   * @defaultValue false
+   */
+  allowSpinning?: boolean;
 }
 
 export async function openSession(
@@ -20,6 +27,7 @@ export async function openSession(
   return ort.InferenceSession.create(modelPath, {
     executionProviders: ['cpu'],
     graphOptimizationLevel: 'all',
+    extra: { session: { 'intra_op.allow_spinning': options.allowSpinning === true ? '1' : '0' } },
     ...(options.intraOpNumThreads === undefined
       ? {}
       : { intraOpNumThreads: options.intraOpNumThreads }),

@@ -1,5 +1,5 @@
 /**
- * The subset of onnx.proto (https://github.com/onnx/onnx/blob/main/onnx/onnx.proto, IR version 8)
+ * The subset of onnx.proto (https://github.com/onnx/onnx/blob/main/onnx/onnx.proto, IR version 9)
  * that the graph builder writes, defined through protobufjs reflection. Field numbers are ONNX's.
  */
 import protobuf from 'protobufjs';
@@ -22,9 +22,9 @@ export const AttributeType = {
   Ints: 7,
 } as const;
 
-/** ONNX IR version 8 goes with opset 17 (ONNX 1.12). */
-export const IR_VERSION = 8;
-export const OPSET_VERSION = 17;
+/** ONNX IR version 9 goes with opset 20 (ONNX 1.15), the first with the Gelu operator. */
+export const IR_VERSION = 9;
+export const OPSET_VERSION = 20;
 
 const schema = {
   nested: {
