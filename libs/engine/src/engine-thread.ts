@@ -25,6 +25,7 @@ async function main(options: EngineThreadOptions): Promise<void> {
   const tokenizer = await loadTokenizer(bundle.manifest.tokenizer, bundle.dir);
   const session = await openBundleSession(bundle, {
     precision: device.precision,
+    executionProvider: device.executionProvider,
     ...(options.intraOpThreads === undefined ? {} : { intraOpNumThreads: options.intraOpThreads }),
   });
   const scheduler = new Scheduler(

@@ -116,6 +116,10 @@ describe('Engine (worker thread)', () => {
     );
   });
 
+  it('asks for the fp16 graph on CUDA instead of silently running fp32', async () => {
+    await expect(Engine.start({ bundleDir, device: 'cuda' })).rejects.toThrow(/fp16/);
+  });
+
   it('fails at start for a missing bundle with the bundle error', async () => {
     await expect(Engine.start({ bundleDir: join(bundleDir, 'nope') })).rejects.toThrow(
       /missing model\.json/,

@@ -199,7 +199,12 @@ export async function loadBundle(dir: string): Promise<LoadedBundle> {
     manifest,
     graphPath(precision: Precision): string {
       const graph = manifest.graphs[precision];
-      if (graph === undefined) throw new Error(`model bundle ${dir} has no ${precision} graph`);
+      if (graph === undefined) {
+        throw new Error(
+          `model bundle ${dir} has no ${precision} graph` +
+            (precision === 'fp16' ? ' (CUDA workers need one: build the bundle with --fp16)' : ''),
+        );
+      }
       return join(dir, graph);
     },
     ...(manifest.tokenizer === 'hf' ? { tokenizerJsonPath: join(dir, BUNDLE_TOKENIZER) } : {}),

@@ -8,7 +8,17 @@ import { headDim, type ModelConfig } from './config.js';
 import type { LoadedBundle } from './bundle.js';
 import { GraphInput, GraphOutput, type Precision } from './onnx/model-graph.js';
 
+/**
+ * Execution providers this project runs on. CUDA needs onnxruntime-node's CUDA libraries
+ * (installed with ONNXRUNTIME_NODE_INSTALL=cuda12) and an NVIDIA driver; only CPU runs on
+ * machines without them.
+ */
+export const EXECUTION_PROVIDERS = ['cpu', 'cuda'] as const;
+export type ExecutionProvider = (typeof EXECUTION_PROVIDERS)[number];
+
 export interface SessionOptions {
+  /** @defaultValue 'cpu' */
+  executionProvider?: ExecutionProvider;
   /** @defaultValue onnxruntime's choice (one thread per physical core) */
   intraOpNumThreads?: number;
   /**
@@ -24,8 +34,14 @@ export async function openSession(
   modelPath: string,
   options: SessionOptions = {},
 ): Promise<ort.InferenceSession> {
+  const provider = options.executionProvider ?? 'cpu';
+  if (!(EXECUTION_PROVIDERS as readonly string[]).includes(provider)) {
+    throw new Error(
+      `unsupported execution provider '${provider}': valid ones are ${EXECUTION_PROVIDERS.join(', ')}`,
+    );
+  }
   return ort.InferenceSession.create(modelPath, {
-    executionProviders: ['cpu'],
+    executionProviders: [provider],
     graphOptimizationLevel: 'all',
     extra: { session: { 'intra_op.allow_spinning': options.allowSpinning === true ? '1' : '0' } },
     ...(options.intraOpNumThreads === undefined
@@ -130,7 +146,17 @@ export async function runChunk(
     feeds[GraphInput.PastValue] = new ort.Tensor('float32', value, dims);
   }
 
-  const outputs = await session.run(feeds);
+  let outputs: ort.InferenceSession.OnnxValueMapType;
+  try {
+    outputs = await session.run(feeds);
+  } catch (error) {
+    // Name every input's type and shape: the usual cause is a feed that does not fit the graph.
+    const described = Object.entries(feeds)
+      .map(([name, tensor]) => `${name} ${tensor.type} [${tensor.dims.join(', ')}]`)
+      .join('; ');
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Error(`onnxruntime run failed: ${reason} (inputs: ${described})`, { cause: error });
+  }
   const output = (name: string): Float32Array => {
     const tensor = outputs[name];
     if (tensor === undefined || !(tensor.data instanceof Float32Array)) {
