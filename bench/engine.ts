@@ -8,7 +8,8 @@
  * Results: bench/results/engine.json and engine.md. Ratios are reported, never asserted.
  *
  * Environment: BENCH_THREADS (default 2), BENCH_BATCHES (default 1,2,4,8,16,32,64),
- * BENCH_DOCUMENT_TOKENS (default 100000), BENCH_DECODE_TOKENS (default 32 per sequence).
+ * BENCH_DOCUMENT_TOKENS (default 100000), BENCH_DECODE_TOKENS (default 32: tokens per sequence
+ * beyond the batch size).
  */
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
@@ -25,7 +26,7 @@ import {
   type PresetName,
   type Tokenizer,
 } from '#model';
-import { Scheduler, type SamplingParams, type SequenceRequest } from '#engine';
+import { DEFAULT_SAMPLING, Scheduler, type SamplingParams, type SequenceRequest } from '#engine';
 
 const threads = Number(process.env.BENCH_THREADS ?? 2);
 const batches = (process.env.BENCH_BATCHES ?? '1,2,4,8,16,32,64').split(',').map(Number);
@@ -34,18 +35,7 @@ const decodeTokens = Number(process.env.BENCH_DECODE_TOKENS ?? 32);
 
 /** Greedy, with end of text banned so that every sequence decodes exactly its token budget. */
 function greedy(eosTokenId: number): SamplingParams {
-  return {
-    temperature: 0,
-    topP: 1,
-    topK: 0,
-    minP: 0,
-    presencePenalty: 0,
-    frequencyPenalty: 0,
-    repetitionPenalty: 1,
-    logitBias: new Map([[eosTokenId, -100]]),
-    topLogprobs: undefined,
-    seed: 0,
-  };
+  return { ...DEFAULT_SAMPLING, temperature: 0, logitBias: new Map([[eosTokenId, -100]]) };
 }
 
 /**
@@ -131,7 +121,12 @@ interface ThroughputRow {
   ratioToBatch1: number;
 }
 
-/** Decode tokens/s at batch B: time from every sequence's first token to the last token. */
+/**
+ * Decode tokens/s at batch B. Prompts are prefilled one per tick while earlier sequences already
+ * decode, so only the window in which all B sequences are decoding — after the last one's first
+ * token and before the first one's last token — is counted. Each sequence decodes B +
+ * BENCH_DECODE_TOKENS tokens so that this window exists.
+ */
 async function decodeThroughput(preset: PresetName): Promise<ThroughputRow[]> {
   const { scheduler, generate } = await schedulerFor(preset);
   // One short run first, so that first-run allocations are not timed.
@@ -139,15 +134,14 @@ async function decodeThroughput(preset: PresetName): Promise<ThroughputRow[]> {
   await drive(scheduler);
   const rows: ThroughputRow[] = [];
   for (const batch of batches) {
-    for (let index = 0; index < batch; index += 1)
-      scheduler.submit(generate(`s${index}`, decodeTokens));
-    const arrivals = await drive(scheduler);
-    const firsts = [...arrivals.values()].map((times) => times[0] ?? 0);
-    const lasts = [...arrivals.values()].map((times) => times.at(-1) ?? 0);
-    const seconds = (Math.max(...lasts) - Math.max(...firsts)) / 1000;
-    // Tokens after the slowest sequence's first one, all of them decode steps at batch B.
-    const tokens = batch * (decodeTokens - 1);
-    const tokensPerSecond = tokens / seconds;
+    for (let index = 0; index < batch; index += 1) {
+      scheduler.submit(generate(`s${index}`, 3 * batch + decodeTokens));
+    }
+    const arrivals = [...(await drive(scheduler)).values()];
+    const start = Math.max(...arrivals.map((times) => times[0] ?? 0));
+    const end = Math.min(...arrivals.map((times) => times.at(-1) ?? 0));
+    const tokens = arrivals.flat().filter((time) => time > start && time <= end).length;
+    const tokensPerSecond = tokens / ((end - start) / 1000);
     rows.push({
       preset,
       batch,
@@ -260,7 +254,7 @@ async function main(): Promise<void> {
   const lines = [
     '# Engine benchmarks',
     '',
-    `Machine: ${machine}. Command: \`npm run bench\`. Greedy decoding, ${decodeTokens} tokens per sequence.`,
+    `Machine: ${machine}. Command: \`npm run bench -- engine\`. Greedy decoding; throughput counts only the steps in which all B sequences decode.`,
     '',
     '## Decode throughput vs batch size',
     '',

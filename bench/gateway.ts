@@ -23,7 +23,7 @@ import {
   startRedisServer,
   WorkerRegistry,
 } from '#cluster';
-import { Engine, EnginePriority } from '#engine';
+import { DEFAULT_SAMPLING, Engine, EnginePriority } from '#engine';
 import { describeMachine, machineInfo, markdownTable, verdict } from './machine.js';
 
 const REQUESTS = Number(process.env.BENCH_GATEWAY_REQUESTS ?? 200);
@@ -66,18 +66,7 @@ async function inProcess(bundleDir: string): Promise<number[]> {
           text: 'Hello',
           prefixBlockTokens: 0,
           generate: {
-            sampling: {
-              temperature: 0,
-              topP: 1,
-              topK: 0,
-              minP: 0,
-              presencePenalty: 0,
-              frequencyPenalty: 0,
-              repetitionPenalty: 1,
-              logitBias: new Map(),
-              topLogprobs: undefined,
-              seed: 0,
-            },
+            sampling: { ...DEFAULT_SAMPLING, temperature: 0 },
             choice: 0,
             maxTokens: 1,
             stop: [],

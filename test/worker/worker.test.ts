@@ -11,7 +11,7 @@ import {
   type StreamEvent,
 } from '#contracts';
 import { PrefixCache, requestCancel, type ServiceProcess } from '#cluster';
-import { Engine, summarizeScore, type SamplingParams } from '#engine';
+import { DEFAULT_SAMPLING, Engine, summarizeScore, type SamplingParams } from '#engine';
 import { createPresetBundle } from '#model';
 import { startWorker, testModelDir, TEST_MODEL_ID, uniquePrefix } from '#testing';
 import { waitFor } from '../support/wait.js';
@@ -22,15 +22,10 @@ const seeded = { temperature: 0.8, top_p: 0.95, seed: 77, logit_bias: { '256': -
 
 function samplingParams(seed: number): SamplingParams {
   return {
+    ...DEFAULT_SAMPLING,
     temperature: 0.8,
     topP: 0.95,
-    topK: 0,
-    minP: 0,
-    presencePenalty: 0,
-    frequencyPenalty: 0,
-    repetitionPenalty: 1,
     logitBias: new Map([[256, -100]]),
-    topLogprobs: undefined,
     seed,
   };
 }
@@ -222,7 +217,11 @@ describe('worker processes against real Redis', () => {
     );
     expect(streamed.length).toBeGreaterThanOrEqual(20);
     expect(streamed.length).toBeLessThan(5000);
-    expect(result.choices[0]?.text).toBe(streamed.map((e) => e.text).join(''));
+    // The text is what was streamed, plus any bytes held back at the cut (the choice-end text).
+    const end = (await producer.stream('job-cancel')).find((e) => e.type === 'choice-end');
+    expect(end).toMatchObject({ type: 'choice-end', finishReason: 'cancelled' });
+    const held = end?.type === 'choice-end' ? end.text : '';
+    expect(result.choices[0]?.text).toBe(streamed.map((e) => e.text).join('') + held);
   });
 
   it('shares a long prompt prefix across jobs through the prefix cache, with identical output', async () => {

@@ -1,5 +1,6 @@
-import { InvalidArgumentError, Option } from 'commander';
+import { Option } from 'commander';
 import type { Command } from 'commander';
+import { parseSeed } from './arguments.js';
 import { ATTENTION_KINDS, convertCheckpoint, DEFAULT_CONVERT_SEED } from '#model';
 import type { AttentionKind } from '#model';
 
@@ -10,14 +11,6 @@ interface ConvertCommandOptions {
   seed: number;
   id?: string;
   fp16?: boolean;
-}
-
-function parseSeed(value: string): number {
-  const seed = Number(value);
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(seed)) {
-    throw new InvalidArgumentError('the seed must be a non-negative integer');
-  }
-  return seed;
 }
 
 const DIJIANG_SOURCE_TEXT = {

@@ -2,6 +2,7 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InvalidArgumentError, Option } from 'commander';
 import type { Command } from 'commander';
+import { parseSeed } from './arguments.js';
 import {
   ATTENTION_KINDS,
   BUNDLE_MANIFEST,
@@ -26,14 +27,6 @@ interface CreateOptions {
   attention: AttentionKind;
   id?: string;
   fp16?: boolean;
-}
-
-function parseSeed(value: string): number {
-  const seed = Number(value);
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(seed)) {
-    throw new InvalidArgumentError('the seed must be a non-negative integer');
-  }
-  return seed;
 }
 
 function parsePreset(value: string): PresetName {

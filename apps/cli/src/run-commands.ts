@@ -1,25 +1,13 @@
 import { readFile } from 'node:fs/promises';
-import { InvalidArgumentError, type Command } from 'commander';
-import { Engine, EnginePriority, summarizeScore, type SamplingParams } from '#engine';
-
-function number(name: string, min: number, max: number) {
-  return (value: string): number => {
-    const parsed = Number(value);
-    if (!Number.isFinite(parsed) || parsed < min || parsed > max) {
-      throw new InvalidArgumentError(`${name} must be a number between ${min} and ${max}`);
-    }
-    return parsed;
-  };
-}
-
-function integer(name: string, min: number, max: number) {
-  const parse = number(name, min, max);
-  return (value: string): number => {
-    const parsed = parse(value);
-    if (!Number.isInteger(parsed)) throw new InvalidArgumentError(`${name} must be an integer`);
-    return parsed;
-  };
-}
+import { integerIn, numberIn } from './arguments.js';
+import type { Command } from 'commander';
+import {
+  DEFAULT_SAMPLING,
+  Engine,
+  EnginePriority,
+  summarizeScore,
+  type SamplingParams,
+} from '#engine';
 
 interface GenerateFlags {
   model: string;
@@ -42,32 +30,27 @@ export function registerRunCommands(program: Command): void {
     .description('Generate a continuation of PROMPT, streaming tokens to stdout (no Redis)')
     .argument('<prompt>', 'text to continue')
     .requiredOption('--model <dir>', 'model bundle folder')
-    .option('--max-tokens <n>', 'tokens to generate', integer('--max-tokens', 1, 1_000_000), 64)
-    .option('--temperature <t>', '0 is greedy', number('--temperature', 0, 2), 1)
-    .option('--top-p <p>', 'nucleus sampling mass', number('--top-p', 0.000001, 1), 1)
-    .option('--top-k <k>', '0 disables', integer('--top-k', 0, 1_000_000), 0)
+    .option('--max-tokens <n>', 'tokens to generate', integerIn('--max-tokens', 1, 1_000_000), 64)
+    .option('--temperature <t>', '0 is greedy', numberIn('--temperature', 0, 2), 1)
+    .option('--top-p <p>', 'nucleus sampling mass', numberIn('--top-p', 0.000001, 1), 1)
+    .option('--top-k <k>', '0 disables', integerIn('--top-k', 0, 1_000_000), 0)
     .option(
       '--seed <s>',
       'random seed (default: random)',
-      integer('--seed', -(2 ** 53) + 1, 2 ** 53 - 1),
+      integerIn('--seed', -(2 ** 53) + 1, 2 ** 53 - 1),
     )
     .option('--stop <s...>', 'stop strings (never printed)', [])
-    .option('--threads <n>', 'onnxruntime intra-op threads', integer('--threads', 1, 1024))
+    .option('--threads <n>', 'onnxruntime intra-op threads', integerIn('--threads', 1, 1024))
     .action(async (prompt: string, flags: GenerateFlags) => {
       const engine = await Engine.start({
         bundleDir: flags.model,
         ...(flags.threads === undefined ? {} : { intraOpThreads: flags.threads }),
       });
       const sampling: SamplingParams = {
+        ...DEFAULT_SAMPLING,
         temperature: flags.temperature,
         topP: flags.topP,
         topK: flags.topK,
-        minP: 0,
-        presencePenalty: 0,
-        frequencyPenalty: 0,
-        repetitionPenalty: 1,
-        logitBias: new Map(),
-        topLogprobs: undefined,
         seed: flags.seed ?? Math.floor(Math.random() * 2 ** 31),
       };
       const started = performance.now();
@@ -110,9 +93,9 @@ export function registerRunCommands(program: Command): void {
     .option(
       '--window <n>',
       'also report perplexity per window of N tokens',
-      integer('--window', 1, 1e9),
+      integerIn('--window', 1, 1e9),
     )
-    .option('--threads <n>', 'onnxruntime intra-op threads', integer('--threads', 1, 1024))
+    .option('--threads <n>', 'onnxruntime intra-op threads', integerIn('--threads', 1, 1024))
     .action(async (file: string, flags: { model: string; window?: number; threads?: number }) => {
       const text = await readFile(file, 'utf8');
       const engine = await Engine.start({

@@ -49,6 +49,19 @@ export interface ModelRuntime {
   prefixCache: PrefixCache;
 }
 
+/** What every job kind's run needs: the job, its text, the model and bookkeeping. */
+interface JobContext {
+  job: Job;
+  jobId: string;
+  /** BullMQ's lock token, needed to hand the job back. */
+  token: string | undefined;
+  text: string;
+  runtime: ModelRuntime;
+  /** Engine sequence ids of this job (for cancellation and suspension). */
+  sequences: Set<string>;
+  progress: ProgressReporter;
+}
+
 /** Progress is written to BullMQ at most this often per job. @defaultValue 1000 ms */
 const PROGRESS_INTERVAL_MS = 1000;
 
@@ -107,41 +120,22 @@ export class JobRunner {
         return await this.finishCancelledBeforeStart(jobId, name, parsed.data);
       }
       await progress.report('prefill', 0, 0, 0, true);
-      const text = await this.readText(parsed.data.input);
+      const context: JobContext = {
+        job,
+        jobId,
+        token,
+        text: await this.readText(parsed.data.input),
+        runtime,
+        sequences: entry.sequences,
+        progress,
+      };
       switch (name) {
         case JobName.Generate:
-          return await this.generate(
-            jobId,
-            parsed.data as JobPayload<'generate'>,
-            text,
-            runtime,
-            entry.sequences,
-            progress,
-            job,
-            token,
-          );
+          return await this.generate(context, parsed.data as JobPayload<'generate'>);
         case JobName.Score:
-          return await this.score(
-            jobId,
-            parsed.data as JobPayload<'score'>,
-            text,
-            runtime,
-            entry.sequences,
-            progress,
-            job,
-            token,
-          );
+          return await this.score(context, parsed.data as JobPayload<'score'>);
         case JobName.Digest:
-          return await this.digest(
-            jobId,
-            parsed.data as JobPayload<'digest'>,
-            text,
-            runtime,
-            entry.sequences,
-            progress,
-            job,
-            token,
-          );
+          return await this.digest(context, parsed.data as JobPayload<'digest'>);
       }
     } catch (error) {
       if (error instanceof WaitingError) throw error;
@@ -159,15 +153,10 @@ export class JobRunner {
   }
 
   private async generate(
-    jobId: string,
+    context: JobContext,
     payload: JobPayload<'generate'>,
-    text: string,
-    runtime: ModelRuntime,
-    sequences: Set<string>,
-    progress: ProgressReporter,
-    job: Job,
-    token: string | undefined,
   ): Promise<GenerateResult> {
+    const { jobId, text, runtime, sequences, progress, job, token } = context;
     const streamed = await readStreamedChoices(this.redis, this.keys, jobId);
     const saved =
       payload.stateId === undefined
@@ -240,16 +229,8 @@ export class JobRunner {
     return result;
   }
 
-  private async score(
-    jobId: string,
-    payload: JobPayload<'score'>,
-    text: string,
-    runtime: ModelRuntime,
-    sequences: Set<string>,
-    progress: ProgressReporter,
-    job: Job,
-    token: string | undefined,
-  ): Promise<ScoreResult> {
+  private async score(context: JobContext, payload: JobPayload<'score'>): Promise<ScoreResult> {
+    const { jobId, text, runtime, sequences, progress, job, token } = context;
     const sequenceId = `${jobId}:0`;
     sequences.add(sequenceId);
     const outcome = await runtime.engine.run(
@@ -278,16 +259,8 @@ export class JobRunner {
     };
   }
 
-  private async digest(
-    jobId: string,
-    payload: JobPayload<'digest'>,
-    text: string,
-    runtime: ModelRuntime,
-    sequences: Set<string>,
-    progress: ProgressReporter,
-    job: Job,
-    token: string | undefined,
-  ): Promise<DigestResult> {
+  private async digest(context: JobContext, payload: JobPayload<'digest'>): Promise<DigestResult> {
+    const { jobId, text, runtime, sequences, progress, job, token } = context;
     const saved =
       payload.stateId === undefined
         ? undefined

@@ -23,6 +23,24 @@ export interface SamplingParams {
   seed: number;
 }
 
+/**
+ * Sampling from the model's own distribution: temperature 1, nothing truncated, biased or
+ * penalised, seed 0. Spread it and override what differs, e.g. `{ ...DEFAULT_SAMPLING,
+ * temperature: 0 }` for greedy decoding.
+ */
+export const DEFAULT_SAMPLING: Readonly<SamplingParams> = {
+  temperature: 1,
+  topP: 1,
+  topK: 0,
+  minP: 0,
+  presencePenalty: 0,
+  frequencyPenalty: 0,
+  repetitionPenalty: 1,
+  logitBias: new Map(),
+  topLogprobs: undefined,
+  seed: 0,
+};
+
 export interface TokenLogprob {
   token: number;
   logprob: number;

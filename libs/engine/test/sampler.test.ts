@@ -1,18 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { TokenSampler, type SamplingParams } from '#engine';
+import { DEFAULT_SAMPLING, TokenSampler, type SamplingParams } from '#engine';
 
-const base: SamplingParams = {
-  temperature: 1,
-  topP: 1,
-  topK: 0,
-  minP: 0,
-  presencePenalty: 0,
-  frequencyPenalty: 0,
-  repetitionPenalty: 1,
-  logitBias: new Map(),
-  topLogprobs: undefined,
-  seed: 1234,
-};
+const base: SamplingParams = { ...DEFAULT_SAMPLING, seed: 1234 };
 
 /** Logits whose softmax is exactly `probabilities`. */
 const logitsOf = (probabilities: number[]): Float32Array =>

@@ -16,6 +16,7 @@ import {
   type Weights,
 } from '#model';
 import {
+  DEFAULT_SAMPLING,
   Scheduler,
   type RunChunk,
   type SchedulerOptions,
@@ -54,18 +55,7 @@ export async function tinyModel(): Promise<TestModel> {
   return shared;
 }
 
-export const greedy: SamplingParams = {
-  temperature: 0,
-  topP: 1,
-  topK: 0,
-  minP: 0,
-  presencePenalty: 0,
-  frequencyPenalty: 0,
-  repetitionPenalty: 1,
-  logitBias: new Map(),
-  topLogprobs: undefined,
-  seed: 0,
-};
+export const greedy: SamplingParams = { ...DEFAULT_SAMPLING, temperature: 0 };
 
 export function generateRequest(
   id: string,
