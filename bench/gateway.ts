@@ -137,7 +137,12 @@ async function main(): Promise<void> {
   });
   const { url } = JSON.parse(gateway.readyLine) as { url: string };
   // A worker record that advertises a model but consumes nothing: submitted jobs stay queued.
-  const registryRedis = createRedis(redis.url, 'probe', 'bench-idle');
+  const registryRedis = createRedis(
+    redis.url,
+    'probe',
+    'bench-idle',
+    createLogger('bench', 'silent'),
+  );
   await connectRedisOrFail(registryRedis, redis.url);
   const idle = new WorkerRegistry(
     registryRedis,

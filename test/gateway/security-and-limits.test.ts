@@ -16,7 +16,12 @@ async function idleWorker(
   prefix: string,
   model: string,
 ): Promise<WorkerRegistry> {
-  const redis = createRedis(redisUrl, 'probe', `idle-${model}`);
+  const redis = createRedis(
+    redisUrl,
+    'probe',
+    `idle-${model}`,
+    createLogger('idle-worker', 'silent'),
+  );
   await connectRedisOrFail(redis, redisUrl);
   const registry = new WorkerRegistry(
     redis,

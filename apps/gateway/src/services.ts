@@ -46,12 +46,17 @@ export async function createServices(
 ): Promise<GatewayServices> {
   const keys = redisKeys(env.QUEUE_PREFIX);
   const gateway = gatewayKeys(env.QUEUE_PREFIX);
-  const queueRedis = createRedis(env.REDIS_URL, 'queue', 'dijiang:gateway:queue');
+  const queueRedis = createRedis(env.REDIS_URL, 'queue', 'dijiang:gateway:queue', logger);
   await connectRedisOrFail(queueRedis, env.REDIS_URL);
   let readerCount = 0;
   const readers = new BlockingReaders(async () => {
     readerCount += 1;
-    const reader = createRedis(env.REDIS_URL, 'probe', `dijiang:gateway:reader-${readerCount}`);
+    const reader = createRedis(
+      env.REDIS_URL,
+      'probe',
+      `dijiang:gateway:reader-${readerCount}`,
+      logger,
+    );
     await reader.connect();
     return reader;
   });

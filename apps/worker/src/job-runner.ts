@@ -74,6 +74,8 @@ export class JobRunner {
   /** Engine sequence ids of each running job, for cancellation and suspension. */
   private readonly running = new Map<string, { engine: Engine; sequences: Set<string> }>();
   private draining = false;
+  /** Jobs whose lock this worker lost (another worker owns them now): write nothing more. */
+  private readonly abandoned = new Set<string>();
 
   constructor(
     private readonly redis: Redis,
@@ -92,6 +94,21 @@ export class JobRunner {
   cancel(jobId: string): void {
     const entry = this.running.get(jobId);
     for (const sequence of entry?.sequences ?? []) entry?.engine.cancel(sequence);
+  }
+
+  /**
+   * BullMQ could not renew these jobs' locks: they were given to another worker (this one was
+   * cut off, or stalled). Stop their sequences and write nothing more for them — no tokens,
+   * checkpoints or completion — so the new owner's work is never disturbed.
+   */
+  abandon(jobIds: readonly string[]): void {
+    for (const jobId of jobIds) {
+      const entry = this.running.get(jobId);
+      if (entry === undefined || this.abandoned.has(jobId)) continue;
+      this.abandoned.add(jobId);
+      for (const sequence of entry.sequences) entry.engine.cancel(sequence);
+      this.logger.warn({ jobId }, 'lost the job lock to another worker; abandoning the job');
+    }
   }
 
   /** Shutdown: checkpoint every running sequence and hand its job back to the queue. */
@@ -138,7 +155,7 @@ export class JobRunner {
           return await this.digest(context, parsed.data as JobPayload<'digest'>);
       }
     } catch (error) {
-      if (error instanceof WaitingError) throw error;
+      if (error instanceof WaitingError || this.abandoned.has(jobId)) throw error;
       const message = error instanceof Error ? error.message : String(error);
       // Tell stream readers now; BullMQ decides whether the job is retried.
       await appendStreamEvents(this.redis, this.keys, jobId, [{ type: 'failed', message }]).catch(
@@ -149,6 +166,7 @@ export class JobRunner {
       throw error;
     } finally {
       this.running.delete(jobId);
+      this.abandoned.delete(jobId);
     }
   }
 
@@ -353,6 +371,7 @@ export class JobRunner {
     progress: ProgressReporter,
     generating: boolean,
   ): Promise<void> {
+    if (this.abandoned.has(jobId)) return;
     switch (event.type) {
       case 'token':
         await appendStreamEvents(this.redis, this.keys, jobId, [
@@ -415,6 +434,7 @@ export class JobRunner {
   }
 
   private async complete(jobId: string, choices: number): Promise<void> {
+    if (this.abandoned.has(jobId)) throw new Error(`job ${jobId} was abandoned: its lock was lost`);
     await appendStreamEvents(this.redis, this.keys, jobId, [{ type: 'done' }]);
     await this.checkpoints.deleteJob(jobId, choices);
   }

@@ -23,10 +23,15 @@ bootOrExit(async () => {
   const env = loadConfig(workerEnvSchema);
   const logger = createLogger('worker', env.LOG_LEVEL).child({ workerId: env.WORKER_ID });
   const keys = redisKeys(env.QUEUE_PREFIX);
-  const probe = createRedis(env.REDIS_URL, 'probe', `dijiang:worker:${env.WORKER_ID}`);
+  const probe = createRedis(env.REDIS_URL, 'probe', `dijiang:worker:${env.WORKER_ID}`, logger);
   await connectRedisOrFail(probe, env.REDIS_URL);
-  const redis = createRedis(env.REDIS_URL, 'queue', `dijiang:worker:${env.WORKER_ID}:data`);
-  const subscriber = createRedis(env.REDIS_URL, 'queue', `dijiang:worker:${env.WORKER_ID}:cancel`);
+  const redis = createRedis(env.REDIS_URL, 'queue', `dijiang:worker:${env.WORKER_ID}:data`, logger);
+  const subscriber = createRedis(
+    env.REDIS_URL,
+    'queue',
+    `dijiang:worker:${env.WORKER_ID}:cancel`,
+    logger,
+  );
 
   // One engine thread per model, loaded (and checksummed) before the worker takes any job.
   const runtimes = new Map<string, ModelRuntime>();
@@ -74,13 +79,16 @@ bootOrExit(async () => {
       modelQueueName(modelId),
       async (job, token) => runner.process(job, token, runtime),
       workerOptions(
-        createRedis(env.REDIS_URL, 'queue', `dijiang:worker:${env.WORKER_ID}:bullmq`),
+        createRedis(env.REDIS_URL, 'queue', `dijiang:worker:${env.WORKER_ID}:bullmq`, logger),
         env.QUEUE_PREFIX,
         env.WORKER_CAPACITY,
       ),
     );
     worker.on('failed', (job, error) => {
       logger.warn({ jobId: job?.id, model: modelId, err: error }, 'job failed');
+    });
+    worker.on('lockRenewalFailed', (jobIds) => {
+      runner.abandon(jobIds);
     });
     worker.on('error', (error) => {
       logger.error({ err: error, model: modelId }, 'queue error');

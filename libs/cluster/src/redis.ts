@@ -1,4 +1,5 @@
 import { Redis } from 'ioredis';
+import type { Logger } from './logger.js';
 
 /**
  * The one place Redis clients are created (ioredis, the client BullMQ uses).
@@ -13,14 +14,33 @@ export type RedisPurpose = 'queue' | 'probe';
 /** Reconnect quickly but not in a tight loop: 50 ms, 100 ms, … capped at 1 s. */
 const reconnectDelayMs = (attempt: number): number => Math.min(attempt * 50, 1000);
 
-export function createRedis(url: string, purpose: RedisPurpose, connectionName: string): Redis {
-  return new Redis(url, {
+export function createRedis(
+  url: string,
+  purpose: RedisPurpose,
+  connectionName: string,
+  logger: Logger,
+): Redis {
+  const redis = new Redis(url, {
     connectionName,
     lazyConnect: true,
     retryStrategy: reconnectDelayMs,
     maxRetriesPerRequest: purpose === 'queue' ? null : 0,
     enableOfflineQueue: purpose === 'queue',
   });
+  // One line when the connection drops and one when it is back, not one per reconnect attempt
+  // (ioredis prints every error of a client that has no listener).
+  let down = false;
+  redis.on('error', (error: Error) => {
+    if (down) return;
+    down = true;
+    logger.warn({ err: error, connection: connectionName }, 'Redis connection lost; reconnecting');
+  });
+  redis.on('ready', () => {
+    if (!down) return;
+    down = false;
+    logger.info({ connection: connectionName }, 'Redis connection restored');
+  });
+  return redis;
 }
 
 /** The URL without its password, for messages and logs. */

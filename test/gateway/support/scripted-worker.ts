@@ -44,7 +44,7 @@ export async function startScriptedWorker(
 ): Promise<ScriptedWorker> {
   const id = options.id ?? `scripted-${options.model}-${process.pid}`;
   const keys = redisKeys(prefix);
-  const redis = createRedis(redisUrl, 'queue', id);
+  const redis = createRedis(redisUrl, 'queue', id, createLogger('scripted-worker', 'silent'));
   await connectRedisOrFail(redis, redisUrl);
   const registry = new WorkerRegistry(
     redis,
