@@ -78,11 +78,18 @@ export class TokenSampler {
     return this.generated;
   }
 
-  /** Picks the next token from `logits` (one row of the vocabulary) and records it. */
-  next(logits: Float32Array): SampledToken {
+  /**
+   * Picks the next token from `logits` (one row of the vocabulary) and records it.
+   * `logNormaliser` is log sum exp of the row when the model already computed it (the graph
+   * does); otherwise it is computed here.
+   */
+  next(logits: Float32Array, logNormaliser?: number): SampledToken {
     const chosen = this.choose(logits);
     this.accept(chosen);
-    return { token: chosen, ...describe(logits, chosen, this.params.topLogprobs) };
+    return {
+      token: chosen,
+      ...describe(logits, chosen, this.params.topLogprobs, logNormaliser ?? logSumExp(logits)),
+    };
   }
 
   /**
@@ -97,6 +104,37 @@ export class TokenSampler {
 
   private choose(raw: Float32Array): number {
     const { params } = this;
+    const logits = this.adjusted(raw);
+    if (params.temperature === 0) return argmax(logits);
+    const uniform = counterUniform(params.seed, this.choice, this.generated);
+    if (params.topK === 0 && params.topP >= 1 && params.minP === 0) {
+      return sampleWhole(logits, params.temperature, uniform);
+    }
+    const candidates = this.candidates(logits);
+    let total = 0;
+    for (const candidate of candidates) total += candidate.weight;
+    let threshold = uniform * total;
+    for (const candidate of candidates) {
+      threshold -= candidate.weight;
+      if (threshold < 0) return candidate.token;
+    }
+    // Rounding can leave a sliver of `threshold`: the last candidate takes it.
+    const last = candidates[candidates.length - 1];
+    if (last === undefined) throw new Error('no token left to sample');
+    return last.token;
+  }
+
+  /**
+   * The logits after bias and penalties. Without any, the model's row itself: no copy of a
+   * vocabulary-sized row per token when nothing changes it.
+   */
+  private adjusted(raw: Float32Array): Float32Array | Float64Array {
+    const { params } = this;
+    const penalising =
+      params.repetitionPenalty !== 1 ||
+      ((params.presencePenalty !== 0 || params.frequencyPenalty !== 0) &&
+        this.outputCounts.size > 0);
+    if (params.logitBias.size === 0 && !penalising) return raw;
     const logits = Float64Array.from(raw);
     for (const [token, bias] of params.logitBias) {
       if (token < logits.length) logits[token] = (logits[token] ?? 0) + bias;
@@ -116,43 +154,58 @@ export class TokenSampler {
         logits[token] = value - params.presencePenalty - params.frequencyPenalty * count;
       }
     }
-    if (params.temperature === 0) return argmax(logits);
-
-    const candidates = this.candidates(logits);
-    const uniform = counterUniform(params.seed, this.choice, this.generated);
-    let total = 0;
-    for (const candidate of candidates) total += candidate.weight;
-    let threshold = uniform * total;
-    for (const candidate of candidates) {
-      threshold -= candidate.weight;
-      if (threshold < 0) return candidate.token;
-    }
-    // Rounding can leave a sliver of `threshold`: the last candidate takes it.
-    const last = candidates[candidates.length - 1];
-    if (last === undefined) throw new Error('no token left to sample');
-    return last.token;
+    return logits;
   }
 
-  /** Tokens allowed by top-k/top-p/min-p with their unnormalised probabilities. */
-  private candidates(logits: Float64Array): { token: number; weight: number }[] {
+  /**
+   * Tokens allowed by top-k, then top-p, then min-p, best first, with their unnormalised
+   * probabilities. Only tokens at or above a floor weight are sorted: the floor starts at min-p
+   * (or 1e-3 of the best) and drops until the kept set provably lies above it — the k best
+   * tokens, or the nucleus' mass — so a 50k vocabulary costs a scan, not a sort.
+   */
+  private candidates(logits: Float32Array | Float64Array): { token: number; weight: number }[] {
     const { temperature, topK, topP, minP } = this.params;
     let max = -Infinity;
     for (const value of logits) if (value > max) max = value;
-    const all: { token: number; weight: number }[] = [];
-    for (let token = 0; token < logits.length; token += 1) {
-      const weight = Math.exp(((logits[token] ?? -Infinity) - max) / temperature);
-      if (weight > 0) all.push({ token, weight });
+    const weights = new Float64Array(logits.length);
+    let total = 0;
+    let index = 0;
+    for (const value of logits) {
+      const weight = Math.exp((value - max) / temperature);
+      weights[index] = weight;
+      total += weight;
+      index += 1;
     }
-    const truncating = topK > 0 || topP < 1 || minP > 0;
-    if (!truncating) return all;
-
-    all.sort((a, b) => b.weight - a.weight || a.token - b.token);
-    let kept = topK > 0 ? all.slice(0, topK) : all;
+    let floor = minP > 0 ? minP : 1e-3;
+    for (;;) {
+      let count = 0;
+      let mass = 0;
+      for (const weight of weights) {
+        if (weight > 0 && weight >= floor) {
+          count += 1;
+          mass += weight;
+        }
+      }
+      const holdsTopK = topK === 0 || count >= topK;
+      // Without top-k, the nucleus is decided against the whole vocabulary's mass; with min-p,
+      // tokens below the floor would be dropped at the end anyway.
+      const holdsTopP = topK > 0 || topP >= 1 || mass >= topP * total || minP > 0;
+      if ((holdsTopK && holdsTopP) || floor === 0) break;
+      floor = floor < 1e-300 ? 0 : floor / 1000;
+    }
+    const sorted: { token: number; weight: number }[] = [];
+    index = 0;
+    for (const weight of weights) {
+      if (weight > 0 && weight >= floor) sorted.push({ token: index, weight });
+      index += 1;
+    }
+    sorted.sort((a, b) => b.weight - a.weight || a.token - b.token);
+    let kept = topK > 0 ? sorted.slice(0, topK) : sorted;
     if (topP < 1) {
-      const total = kept.reduce((sum, candidate) => sum + candidate.weight, 0);
+      const mass = topK > 0 ? kept.reduce((sum, candidate) => sum + candidate.weight, 0) : total;
       let cumulative = 0;
       let end = 0;
-      while (end < kept.length && cumulative < topP * total) {
+      while (end < kept.length && cumulative < topP * mass) {
         cumulative += kept[end]?.weight ?? 0;
         end += 1;
       }
@@ -166,16 +219,55 @@ export class TokenSampler {
   }
 }
 
-function argmax(values: Float64Array): number {
+function argmax(values: Float32Array | Float64Array): number {
   let best = 0;
   let bestValue = -Infinity;
-  values.forEach((value, index) => {
+  let index = 0;
+  for (const value of values) {
     if (value > bestValue) {
       bestValue = value;
       best = index;
     }
-  });
+    index += 1;
+  }
   return best;
+}
+
+/**
+ * Draws from softmax(logits / temperature) over the whole vocabulary without allocating: the
+ * walk visits tokens in id order, as the truncating path visits its candidates.
+ */
+function sampleWhole(
+  logits: Float32Array | Float64Array,
+  temperature: number,
+  uniform: number,
+): number {
+  let max = -Infinity;
+  for (const value of logits) if (value > max) max = value;
+  let total = 0;
+  for (const value of logits) total += Math.exp((value - max) / temperature);
+  let threshold = uniform * total;
+  let token = 0;
+  let lastPositive = 0;
+  for (const value of logits) {
+    const weight = Math.exp((value - max) / temperature);
+    if (weight > 0) {
+      threshold -= weight;
+      lastPositive = token;
+      if (threshold < 0) return token;
+    }
+    token += 1;
+  }
+  // Rounding can leave a sliver of `threshold`: the last possible token takes it.
+  return lastPositive;
+}
+
+function logSumExp(logits: Float32Array): number {
+  let max = -Infinity;
+  for (const value of logits) if (value > max) max = value;
+  let sum = 0;
+  for (const value of logits) sum += Math.exp(value - max);
+  return max + Math.log(sum);
 }
 
 /** log-softmax of the raw logits at `token`, and the top alternatives when asked. */
@@ -183,22 +275,28 @@ function describe(
   logits: Float32Array,
   token: number,
   topLogprobs: number | undefined,
+  logNormaliser: number,
 ): { logprob: number; top: TokenLogprob[] | undefined } {
-  let max = -Infinity;
-  for (const value of logits) if (value > max) max = value;
-  let sum = 0;
-  for (const value of logits) sum += Math.exp(value - max);
-  const logNormaliser = max + Math.log(sum);
   const logprob = (logits[token] ?? -Infinity) - logNormaliser;
   if (topLogprobs === undefined) return { logprob, top: undefined };
-  const top: TokenLogprob[] = [];
-  if (topLogprobs > 0) {
-    const order = Array.from(logits.keys()).sort(
-      (a, b) => (logits[b] ?? 0) - (logits[a] ?? 0) || a - b,
-    );
-    for (const alternative of order.slice(0, topLogprobs)) {
-      top.push({ token: alternative, logprob: (logits[alternative] ?? 0) - logNormaliser });
+  // The best `topLogprobs` ids, best first, ties to the lower id: a short insertion list instead
+  // of sorting the whole vocabulary.
+  const best: number[] = [];
+  let index = 0;
+  for (const value of logits) {
+    if (best.length < topLogprobs || value > (logits[best[best.length - 1] ?? 0] ?? -Infinity)) {
+      let at = best.length;
+      while (at > 0 && value > (logits[best[at - 1] ?? 0] ?? -Infinity)) at -= 1;
+      best.splice(at, 0, index);
+      if (best.length > topLogprobs) best.pop();
     }
+    index += 1;
   }
-  return { logprob, top };
+  return {
+    logprob,
+    top: best.map((alternative) => ({
+      token: alternative,
+      logprob: (logits[alternative] ?? 0) - logNormaliser,
+    })),
+  };
 }

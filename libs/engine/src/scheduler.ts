@@ -359,7 +359,7 @@ export class Scheduler {
       return;
     }
     sequence.phase = 'decode';
-    this.sampleAndEmit(sequence, result.logits);
+    this.sampleAndEmit(sequence, result.logits, result.logitsLogNormaliser[0]);
   }
 
   private async decodeStep(decoders: Sequence[]): Promise<void> {
@@ -393,15 +393,19 @@ export class Scheduler {
       sequence.position += 1;
       sequence.absorbed += 1;
       sequence.tokens.push(sequence.generate?.pending ?? 0);
-      this.sampleAndEmit(sequence, result.logits.subarray(row * vocab, (row + 1) * vocab));
+      this.sampleAndEmit(
+        sequence,
+        result.logits.subarray(row * vocab, (row + 1) * vocab),
+        result.logitsLogNormaliser[row],
+      );
     });
   }
 
   /** Samples the next token from `logits`, streams it, and finishes or checkpoints. */
-  private sampleAndEmit(sequence: Sequence, logits: Float32Array): void {
+  private sampleAndEmit(sequence: Sequence, logits: Float32Array, logNormaliser?: number): void {
     const generate = sequence.generate;
     if (generate === undefined) throw new Error('not a generate sequence');
-    const sampled = generate.sampler.next(logits);
+    const sampled = generate.sampler.next(logits, logNormaliser);
     if (sampled.token === this.tokenizer.eosTokenId) {
       this.finish(sequence, 'stop');
       return;

@@ -77,6 +77,8 @@ export interface ChunkRequest {
 export interface ChunkResult {
   /** [batch, vocab] at each row's last valid position. */
   readonly logits: Float32Array;
+  /** [batch] log sum exp of each row of `logits` (the log-softmax normaliser). */
+  readonly logitsLogNormaliser: Float32Array;
   /** [batch, chunk] log-probs of the targets, when targets were given. */
   readonly targetLogprobs?: Float32Array;
   /** DiJiang state after the chunk. */
@@ -165,10 +167,11 @@ export async function runChunk(
     return tensor.data;
   };
   const logits = output(GraphOutput.Logits);
+  const logitsLogNormaliser = output(GraphOutput.LogitsLogNormaliser);
   const scoring =
     request.targetIds === undefined ? {} : { targetLogprobs: output(GraphOutput.TargetLogprobs) };
   if (config.attention === 'dijiang') {
-    return { logits, ...scoring, state: output(GraphOutput.State) };
+    return { logits, logitsLogNormaliser, ...scoring, state: output(GraphOutput.State) };
   }
   let longest = 0;
   for (let b = 0; b < batch; b++)
@@ -187,6 +190,7 @@ export async function runChunk(
   };
   return {
     logits,
+    logitsLogNormaliser,
     ...scoring,
     kv: {
       key: trim(output(GraphOutput.PresentKey)),

@@ -36,6 +36,8 @@ export const GraphInput = {
 
 export const GraphOutput = {
   Logits: 'logits',
+  /** log sum exp of each row's logits [B]: the log-softmax normaliser, so callers never sum 50k exps. */
+  LogitsLogNormaliser: 'logits_log_normaliser',
   TargetLogprobs: 'target_logprobs',
   State: 'state_out',
   PresentKey: 'present_key',
@@ -553,10 +555,24 @@ export function buildModelGraph(
   const logits = g.op('Gemm', [g.op('Gather', [finalHidden, lastRow], { axis: 0 }), embedOut], {
     transB: 1,
   });
-  g.output(GraphOutput.Logits, toFloat32(logits), TensorDataType.Float, [
-    'batch',
-    config.vocabSize,
+  const logits32 = toFloat32(logits);
+  g.output(GraphOutput.Logits, logits32, TensorDataType.Float, ['batch', config.vocabSize]);
+  // max + log(sum(exp(logits - max))): stable however large the logits.
+  const rowMax = g.op('ReduceMax', [logits32, g.int64([1])], { keepdims: 1 });
+  const logNormaliser = g.op('Add', [
+    rowMax,
+    g.op('Log', [
+      g.op('ReduceSum', [g.op('Exp', [g.op('Sub', [logits32, rowMax])]), g.int64([1])], {
+        keepdims: 1,
+      }),
+    ]),
   ]);
+  g.output(
+    GraphOutput.LogitsLogNormaliser,
+    g.op('Squeeze', [logNormaliser, g.int64([1])]),
+    TensorDataType.Float,
+    ['batch'],
+  );
 
   // Scoring: only the first S positions of each row, so S = 0 costs nothing.
   const scored = slice(g.op('Shape', [targets]), 1, 2, 0);
