@@ -1,5 +1,7 @@
+import { rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { assertAppsBuilt, ensureRedisServerBinary, ensureTestModel, TestRedis } from '#testing';
+import { assertAppsBuilt, buildTestModel, ensureRedisServerBinary, TestRedis } from '#testing';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -11,10 +13,11 @@ declare module 'vitest' {
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   assertAppsBuilt();
   ensureRedisServerBinary();
-  await ensureTestModel();
+  const modelDir = await buildTestModel();
   const redis = await TestRedis.start();
   project.provide('redisUrl', redis.url);
   return async () => {
     await redis.stop();
+    await rm(dirname(modelDir), { recursive: true, force: true });
   };
 }

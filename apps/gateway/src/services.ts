@@ -57,7 +57,13 @@ export async function createServices(
       `dijiang:gateway:reader-${readerCount}`,
       logger,
     );
-    await reader.connect();
+    try {
+      await reader.connect();
+    } catch (error) {
+      // Otherwise the client would keep reconnecting forever, one per failed request.
+      reader.disconnect();
+      throw error;
+    }
     return reader;
   });
   const limiter = new RateLimiter(redis, gateway, env.RATE_LIMIT_RPM, env.RATE_LIMIT_TPM);

@@ -72,7 +72,10 @@ const PROGRESS_INTERVAL_MS = 1000;
  */
 export class JobRunner {
   /** Engine sequence ids of each running job, for cancellation and suspension. */
-  private readonly running = new Map<string, { engine: Engine; sequences: Set<string> }>();
+  private readonly running = new Map<
+    string,
+    { engine: Engine; sequences: Set<string>; cancelled: boolean }
+  >();
   private draining = false;
   /** Jobs whose lock this worker lost (another worker owns them now): write nothing more. */
   private readonly abandoned = new Set<string>();
@@ -93,7 +96,10 @@ export class JobRunner {
   /** Stops the job's sequences within one engine tick; they finish as cancelled. */
   cancel(jobId: string): void {
     const entry = this.running.get(jobId);
-    for (const sequence of entry?.sequences ?? []) entry?.engine.cancel(sequence);
+    if (entry === undefined) return;
+    // Sequences submitted after this moment are cancelled as they start (see startFor).
+    entry.cancelled = true;
+    for (const sequence of entry.sequences) entry.engine.cancel(sequence);
   }
 
   /**
@@ -129,7 +135,7 @@ export class JobRunner {
     if (!parsed.success) {
       throw new UnrecoverableError(`invalid ${name} job data: ${parsed.error.message}`);
     }
-    const entry = { engine: runtime.engine, sequences: new Set<string>() };
+    const entry = { engine: runtime.engine, sequences: new Set<string>(), cancelled: false };
     this.running.set(jobId, entry);
     const progress = new ProgressReporter(job, this.worker);
     try {
@@ -156,8 +162,11 @@ export class JobRunner {
       }
     } catch (error) {
       if (error instanceof WaitingError || this.abandoned.has(jobId)) throw error;
+      // Readers stop at a `failed` event, so it is written only when BullMQ will not retry.
+      const finalAttempt =
+        error instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      if (!finalAttempt) throw error;
       const message = error instanceof Error ? error.message : String(error);
-      // Tell stream readers now; BullMQ decides whether the job is retried.
       await appendStreamEvents(this.redis, this.keys, jobId, [{ type: 'failed', message }]).catch(
         (streamError: unknown) => {
           this.logger.warn({ err: streamError, jobId }, 'could not append the failure event');
@@ -336,6 +345,9 @@ export class JobRunner {
     saved: { state: Buffer; position: number } | undefined,
     prefixCache: PrefixCache | undefined,
   ): Promise<SequenceStart> {
+    const entry = this.running.get(jobId);
+    // A cancellation that arrived before this sequence existed: stop it at its first tick.
+    if (entry?.cancelled === true) entry.engine.cancel(tokenized.id);
     const checkpoint = await this.checkpoints.load(jobId, choice);
     // A checkpoint is usable when the tokens it holds are all still known (input + replay).
     if (checkpoint !== undefined && checkpoint.absorbed < tokenized.tokenCount + replay.length) {

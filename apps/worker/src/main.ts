@@ -43,6 +43,12 @@ bootOrExit(async () => {
       maxPrefillChunk: env.ENGINE_PREFILL_CHUNK,
       ...(env.ENGINE_THREADS === undefined ? {} : { intraOpThreads: env.ENGINE_THREADS }),
     });
+    // A worker whose engine died would take jobs only to fail them: exit, so that a supervisor
+    // restarts it and its jobs move to other workers.
+    engine.onFatal((error) => {
+      logger.fatal({ err: error, model: engine.modelId }, 'engine thread failed; exiting');
+      process.exit(1);
+    });
     if (runtimes.has(engine.modelId)) {
       throw new Error(`two bundles in MODEL_DIR have the model id ${engine.modelId}`);
     }

@@ -34,39 +34,6 @@ export interface StreamEntry {
   event: StreamEvent;
 }
 
-/**
- * Reads a job's stream from after `after` ('0' = from the start) until a `done`/`failed` event,
- * blocking up to `blockMs` per read. Tokens already seen — the same (choice, index) appended
- * again by a worker that resumed the job — are skipped, so readers see each token exactly once.
- * `seen` may be pre-filled by a caller that resumes reading.
- */
-export async function* followStream(
-  redis: Redis,
-  keys: RedisKeys,
-  jobId: string,
-  options: { after?: string; blockMs?: number; signal?: AbortSignal; seen?: Set<string> } = {},
-): AsyncGenerator<StreamEntry> {
-  const key = keys.jobStream(jobId);
-  const seen = options.seen ?? new Set<string>();
-  let after = options.after ?? '0';
-  const blockMs = options.blockMs ?? 5000;
-  while (options.signal?.aborted !== true) {
-    const reply = await redis.xread('COUNT', 512, 'BLOCK', blockMs, 'STREAMS', key, after);
-    const entries = reply?.[0]?.[1] ?? [];
-    for (const [id, fields] of entries) {
-      after = id;
-      const event = decodeStreamEvent(fields);
-      if (event.type === 'token') {
-        const tokenKey = `${event.choice}:${event.index}`;
-        if (seen.has(tokenKey)) continue;
-        seen.add(tokenKey);
-      }
-      yield { id, event };
-      if (event.type === 'done' || event.type === 'failed') return;
-    }
-  }
-}
-
 type TokenStreamEvent = Extract<StreamEvent, { type: 'token' }>;
 type ChoiceEndEvent = Extract<StreamEvent, { type: 'choice-end' }>;
 

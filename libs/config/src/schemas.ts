@@ -60,9 +60,9 @@ export const gatewayEnvSchema = z.object({
     .enum(['true', 'false'], { error: 'expected true or false' })
     .default('false')
     .transform((value) => value === 'true'),
-  /** Requests per minute per key; 0 = unlimited. @defaultValue 600 */
+  /** Requests per minute per tenant; 0 = unlimited. @defaultValue 600 */
   RATE_LIMIT_RPM: integer(0, 10_000_000).default(600),
-  /** Prompt + completion tokens per minute per key; 0 = unlimited. @defaultValue 1000000 */
+  /** Completion prompt + output tokens per minute per tenant; 0 = unlimited. @defaultValue 1000000 */
   RATE_LIMIT_TPM: integer(0, 1_000_000_000).default(1_000_000),
   /** Jobs of one priority class waiting in a model's queue before new ones get 429. @defaultValue 1000 */
   MAX_QUEUE_DEPTH: integer(1, 10_000_000).default(1000),
@@ -121,7 +121,6 @@ export const workerEnvSchema = z.object({
   /** On SIGTERM, time to checkpoint and hand back jobs before exiting. @defaultValue 10000 ms */
   SHUTDOWN_GRACE_MS: integer(0, 600_000).default(10_000),
 });
-export type WorkerEnv = z.infer<typeof workerEnvSchema>;
 
 /** `dijiang up` / `npm start`: the local cluster on one machine. */
 export const launcherEnvSchema = z.object({
@@ -137,4 +136,3 @@ export const launcherEnvSchema = z.object({
   DATA_DIR: z.string().min(1).default('.data'),
   LOG_LEVEL: logLevel,
 });
-export type LauncherEnv = z.infer<typeof launcherEnvSchema>;

@@ -60,11 +60,9 @@ export const GatewayJobName = {
 export type GatewayJobName = (typeof GatewayJobName)[keyof typeof GatewayJobName];
 
 export const batchJobDataSchema = z.strictObject({ batchId: z.string().min(1) });
-export type BatchJobData = z.infer<typeof batchJobDataSchema>;
 
 /** How a job's output is presented: OpenAI completion, chat completion, or the jobs API. */
 export const jobKindSchema = z.enum(['completion', 'chat', 'job']);
-export type JobKind = z.infer<typeof jobKindSchema>;
 
 export const gatewayJobRecordSchema = z.object({
   owner: z.string().min(1),

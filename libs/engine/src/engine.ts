@@ -48,6 +48,9 @@ interface Pending {
 export class Engine {
   private readonly pending = new Map<string, Pending>();
   private fatal: Error | undefined;
+  private readonly exited: Promise<void>;
+  private readonly fatalListeners: ((error: Error) => void)[] = [];
+  private closing = false;
 
   private constructor(
     private readonly thread: Worker,
@@ -60,9 +63,17 @@ export class Engine {
     thread.on('error', (error) => {
       this.failAll(error);
     });
-    thread.on('exit', () => {
-      this.failAll(new Error('the engine thread exited'));
+    this.exited = new Promise((resolve) => {
+      thread.once('exit', () => {
+        this.failAll(new Error('the engine thread exited'));
+        resolve();
+      });
     });
+  }
+
+  /** Called once if the engine thread fails or exits: the engine can run nothing more. */
+  onFatal(listener: (error: Error) => void): void {
+    this.fatalListeners.push(listener);
   }
 
   static async start(options: EngineOptions): Promise<Engine> {
@@ -129,16 +140,12 @@ export class Engine {
   }
 
   async close(): Promise<void> {
-    this.send({ type: 'shutdown' });
-    const exited = new Promise<void>((resolve) => {
-      this.thread.once('exit', () => {
-        resolve();
-      });
-    });
+    this.closing = true;
+    if (this.fatal === undefined) this.send({ type: 'shutdown' });
     const timer = setTimeout(() => {
       void this.thread.terminate();
     }, 5000);
-    await exited;
+    await this.exited;
     clearTimeout(timer);
   }
 
@@ -184,7 +191,10 @@ export class Engine {
   }
 
   private failAll(error: Error): void {
-    this.fatal ??= error;
+    if (this.fatal === undefined) {
+      this.fatal = error;
+      if (!this.closing) for (const listener of this.fatalListeners) listener(error);
+    }
     for (const [id, pending] of this.pending) {
       this.pending.delete(id);
       pending.reject(error);

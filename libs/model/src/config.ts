@@ -66,15 +66,6 @@ export const modelConfigSchema = z
     }
   }) satisfies z.ZodType<ModelConfig>;
 
-/** Parses and validates an unknown value (e.g. model.json's `config`), naming the bad field. */
-export function parseModelConfig(value: unknown): ModelConfig {
-  const parsed = modelConfigSchema.safeParse(value);
-  if (!parsed.success) {
-    throw new Error(`invalid model config: ${z.prettifyError(parsed.error)}`);
-  }
-  return parsed.data;
-}
-
 export function headDim(config: ModelConfig): number {
   return config.hiddenSize / config.numHeads;
 }

@@ -1,22 +1,30 @@
-import { existsSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BUNDLE_MANIFEST, createPresetBundle } from '#model';
+import { createPresetBundle } from '#model';
 
 /**
- * The model bundle test workers serve: the `tiny` preset (seed 0), model id `tiny-dijiang`,
- * built once per machine (deterministic, so a cached copy is always the same model).
+ * The model bundle test workers serve: the `tiny` preset (seed 0), model id `tiny-dijiang`. It is
+ * built afresh by the global setup of every test run (well under a second), so it always matches
+ * the graph builder of the code under test; the folder travels to test files and child processes
+ * in DIJIANG_TEST_MODEL_DIR.
  */
 export const TEST_MODEL_ID = 'tiny-dijiang';
+const TEST_MODEL_ENV = 'DIJIANG_TEST_MODEL_DIR';
 
 export function testModelDir(): string {
-  return join(tmpdir(), 'dijiang-test-models-v1', TEST_MODEL_ID);
+  const dir = process.env[TEST_MODEL_ENV];
+  if (dir === undefined || dir === '') {
+    throw new Error(
+      `${TEST_MODEL_ENV} is not set: the test run's global setup builds the test model`,
+    );
+  }
+  return dir;
 }
 
-export async function ensureTestModel(): Promise<string> {
-  const dir = testModelDir();
-  if (!existsSync(join(dir, BUNDLE_MANIFEST))) {
-    await createPresetBundle(dir, 'tiny', { seed: 0, id: TEST_MODEL_ID });
-  }
+export async function buildTestModel(): Promise<string> {
+  const dir = join(mkdtempSync(join(tmpdir(), 'dijiang-test-model-')), TEST_MODEL_ID);
+  await createPresetBundle(dir, 'tiny', { seed: 0, id: TEST_MODEL_ID });
+  process.env[TEST_MODEL_ENV] = dir;
   return dir;
 }

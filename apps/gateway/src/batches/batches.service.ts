@@ -572,7 +572,7 @@ class LineChecker {
       );
       const stateId = request.stateId;
       if (stateId !== undefined) {
-        await this.remembered(this.states, stateId, async () => {
+        await this.remembered(this.states, `${stateId}\0${request.model}`, async () => {
           const state = await this.deps.states.get(stateId, this.owner, 'state_id');
           if (state.model !== request.model)
             throw invalidRequest(`The state '${stateId}' belongs to another model.`, 'state_id');

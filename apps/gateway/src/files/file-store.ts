@@ -4,6 +4,8 @@ import { notFound, payloadTooLarge } from '../common/api-error.js';
 
 /** Uploads reach Redis in appends of about this size. @defaultValue 1 MiB */
 const APPEND_BYTES = 1024 * 1024;
+/** A partial upload left by a crashed gateway expires after this long. @defaultValue 1 h */
+const UPLOAD_TTL_SECONDS = 3600;
 /** Reads from Redis in ranges of this size. @defaultValue 1 MiB */
 const READ_BYTES = 1024 * 1024;
 
@@ -31,7 +33,9 @@ export async function streamIntoRedis(
     pendingBytes = 0;
   };
   try {
-    await redis.set(temporary, '');
+    // A gateway that dies mid-upload must not leave up to MAX_*_BYTES behind: the partial
+    // upload expires (the rename below keeps no TTL on the finished key).
+    await redis.set(temporary, '', 'EX', UPLOAD_TTL_SECONDS);
     for await (const chunk of source) {
       total += chunk.length;
       if (total > options.maxBytes) {
@@ -52,7 +56,8 @@ export async function streamIntoRedis(
     await redis.rename(temporary, key);
     return total;
   } catch (error) {
-    await redis.del(temporary);
+    // The original error (413, bad UTF-8, …) is what the client must see, even if Redis fails.
+    await redis.del(temporary).catch(() => undefined);
     throw error;
   }
 }
