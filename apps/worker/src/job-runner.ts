@@ -20,6 +20,7 @@ import {
   loadSavedState,
   readStreamedChoices,
   saveState,
+  StreamBatcher,
   type CheckpointStore,
   type Logger,
   type PrefixCache,
@@ -77,6 +78,8 @@ export class JobRunner {
     { engine: Engine; sequences: Set<string>; cancelled: boolean }
   >();
   private draining = false;
+  /** Tokens of all running sequences, written with one round trip per engine tick. */
+  private readonly tokens: StreamBatcher;
   /** Jobs whose lock this worker lost (another worker owns them now): write nothing more. */
   private readonly abandoned = new Set<string>();
 
@@ -87,7 +90,9 @@ export class JobRunner {
     private readonly settings: RunnerSettings,
     private readonly worker: Pick<WorkerRecord, 'id' | 'host' | 'pid'>,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.tokens = new StreamBatcher(redis, keys);
+  }
 
   get activeJobs(): number {
     return this.running.size;
@@ -386,17 +391,15 @@ export class JobRunner {
     if (this.abandoned.has(jobId)) return;
     switch (event.type) {
       case 'token':
-        await appendStreamEvents(this.redis, this.keys, jobId, [
-          {
-            type: 'token',
-            choice,
-            index: event.index,
-            token: event.token,
-            text: event.text,
-            logprob: event.logprob,
-            ...(event.top === undefined ? {} : { top: event.top }),
-          },
-        ]);
+        await this.tokens.append(jobId, {
+          type: 'token',
+          choice,
+          index: event.index,
+          token: event.token,
+          text: event.text,
+          logprob: event.logprob,
+          ...(event.top === undefined ? {} : { top: event.top }),
+        });
         await progress.tokenGenerated();
         return;
       case 'checkpoint':

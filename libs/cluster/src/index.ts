@@ -11,3 +11,4 @@ export * from './queues.js';
 export * from './checkpoints.js';
 export * from './prefix-cache.js';
 export * from './saved-states.js';
+export * from './stream-batcher.js';
