@@ -172,9 +172,12 @@ describe('worker processes against real Redis', () => {
     const expected = summarizeScore(await referenceScore(document), 1000);
     expect(result.tokens).toBe(expected.tokens);
     expect(result.totalNll).toBeCloseTo(expected.totalNll, 3);
-    expect(result.windows.map((w) => w.perplexity.toFixed(4))).toEqual(
-      expected.windows.map((w) => w.perplexity.toFixed(4)),
-    );
+    // Different chunk boundaries change fp32 rounding, not the result: 1e-5 relative per window.
+    expect(result.windows).toHaveLength(expected.windows.length);
+    result.windows.forEach((window, index) => {
+      const reference = expected.windows[index]?.perplexity ?? Number.NaN;
+      expect(Math.abs(window.perplexity - reference) / reference).toBeLessThan(1e-5);
+    });
   });
 
   it('drains on SIGTERM: checkpoints, hands the job back, exits 0; another worker finishes it', async () => {
