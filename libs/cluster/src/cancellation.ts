@@ -10,11 +10,23 @@ const CANCEL_FLAG_TTL_SECONDS = 24 * 3600;
  * is running it now, within one engine tick.
  */
 export async function requestCancel(redis: Redis, keys: RedisKeys, jobId: string): Promise<void> {
-  await redis
-    .multi()
-    .set(keys.cancelFlag(jobId), '1', 'EX', CANCEL_FLAG_TTL_SECONDS)
-    .publish(keys.cancelChannel, jobId)
-    .exec();
+  await requestCancels(redis, keys, [jobId]);
+}
+
+/** {@link requestCancel} for many jobs in one round trip (a cancelled batch's lines). */
+export async function requestCancels(
+  redis: Redis,
+  keys: RedisKeys,
+  jobIds: readonly string[],
+): Promise<void> {
+  if (jobIds.length === 0) return;
+  const transaction = redis.multi();
+  for (const jobId of jobIds) {
+    transaction
+      .set(keys.cancelFlag(jobId), '1', 'EX', CANCEL_FLAG_TTL_SECONDS)
+      .publish(keys.cancelChannel, jobId);
+  }
+  await transaction.exec();
 }
 
 export async function isCancelRequested(

@@ -522,9 +522,18 @@ function errorMessage(error: unknown): string {
 }
 
 /**
+ * Prefixes worth sharing are prompts' common beginnings (system prompts, few-shot examples), not
+ * whole documents: only the first this many blocks are hashed and cached, so a long document
+ * neither floods the cache with its states nor has its prefill cut into block-sized chunks.
+ * @defaultValue 32 blocks (8,192 tokens at PREFIX_BLOCK_TOKENS = 256)
+ */
+const MAX_PREFIX_BLOCKS = 32;
+
+/**
  * Chained hashes of the token prefixes at multiples of `block` tokens, strictly below the last
- * token (a cached state must leave at least one token to feed). The model's shape is part of the
- * hash, so states never cross models with different tokenizations of the same ids.
+ * token (a cached state must leave at least one token to feed), for the first
+ * MAX_PREFIX_BLOCKS blocks. The model's shape is part of the hash, so states never cross models
+ * with different tokenizations of the same ids.
  */
 function prefixHashes(
   config: ModelConfig,
@@ -534,7 +543,8 @@ function prefixHashes(
   if (block <= 0) return [];
   const result: { tokens: number; hash: string }[] = [];
   let previous = createHash('sha256').update(JSON.stringify(config)).digest();
-  for (let end = block; end < tokens.length; end += block) {
+  const last = Math.min(tokens.length - 1, block * MAX_PREFIX_BLOCKS);
+  for (let end = block; end <= last; end += block) {
     const digest = createHash('sha256')
       .update(previous)
       .update(Int32Array.from(tokens.slice(end - block, end)))

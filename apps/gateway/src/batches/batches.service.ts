@@ -20,7 +20,7 @@ import {
   type RedisKeys,
 } from '#contracts';
 import type { GatewayEnv } from '#config';
-import { queueOptions, workerOptions, type Logger } from '#cluster';
+import { queueOptions, requestCancels, workerOptions, type Logger } from '#cluster';
 import { ApiError, invalidRequest, notFound } from '../common/api-error.js';
 import { page, pageOfIds } from '../common/pagination.js';
 import { parseRequest } from '../common/validation.js';
@@ -368,12 +368,11 @@ export class BatchesService {
     );
     for (let start = 0; start < lines.length; start += WRITE_CHUNK) {
       const chunk = lines.slice(start, start + WRITE_CHUNK);
-      const flags = redis.pipeline();
-      for (const line of chunk) {
-        flags.set(keys.cancelFlag(line.jobId), '1', 'EX', 24 * 3600);
-        flags.publish(keys.cancelChannel, line.jobId);
-      }
-      await flags.exec();
+      await requestCancels(
+        redis,
+        keys,
+        chunk.map((line) => line.jobId),
+      );
       // A line that is running (locked) is not removed: its worker stops it on the flag.
       await Promise.all(chunk.map((line) => jobs.queue(line.model).remove(line.jobId)));
     }
