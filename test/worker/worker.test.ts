@@ -93,6 +93,8 @@ describe('worker processes against real Redis', () => {
     await Promise.all(workers.splice(0).map((worker) => worker.stop('SIGKILL')));
     await producer.close();
   });
+  const prefixStats = () =>
+    new PrefixCache(producer.redis, redisKeys(prefix), TEST_MODEL_ID, 1, 1).stats();
   const fresh = (label: string): void => {
     prefix = uniquePrefix(label);
     producer = new TestProducer(redisUrl, prefix);
@@ -247,14 +249,42 @@ describe('worker processes against real Redis', () => {
     // The prompt is 648 + 16 bytes: the 640-token prefix (5 blocks of 128) comes from the cache.
     expect(second.usage.cachedTokens).toBe(640);
     expect(second.choices[0]?.text).toBe(await referenceText(`${shared}Second question?`, 20, 77));
-    const stats = await new PrefixCache(
-      producer.redis,
-      redisKeys(prefix),
-      TEST_MODEL_ID,
-      1,
-    ).stats();
+    const stats = await prefixStats();
     expect(stats.hits).toBe(1);
     expect(stats.misses).toBe(1);
+  });
+
+  it('computes a prefix shared by concurrent jobs once: the others wait for its state', async () => {
+    fresh('prefix-once');
+    await spawn({ PREFIX_BLOCK_TOKENS: '128' });
+    const shared = 'A shared system prompt that many requests start with. '.repeat(12);
+    const questions = ['First?', 'Second?', 'Third?', 'Fourth?'];
+    await Promise.all(
+      questions.map((question, index) =>
+        producer.add(
+          JobName.Generate,
+          generatePayload(`${shared}${question}`, { ...seeded, max_tokens: 12 }),
+          { jobId: `job-once-${index}` },
+        ),
+      ),
+    );
+    const results = await Promise.all(
+      questions.map(
+        async (_question, index) =>
+          (await producer.result(TEST_MODEL_ID, `job-once-${index}`)) as GenerateResult,
+      ),
+    );
+    // All four ran at once (the worker takes them together); one computed the 640-token prefix
+    // (5 blocks of 128), the other three started from its state.
+    expect(results.map((result) => result.usage.cachedTokens).sort((a, b) => a - b)).toEqual([
+      0, 640, 640, 640,
+    ]);
+    for (const [index, question] of questions.entries()) {
+      expect(results[index]?.choices[0]?.text).toBe(
+        await referenceText(`${shared}${question}`, 12, 77),
+      );
+    }
+    expect(await prefixStats()).toMatchObject({ hits: 3, misses: 1 });
   });
 
   it('keeps a job for a model no worker serves waiting until such a worker starts', async () => {

@@ -24,6 +24,7 @@ import {
   type CheckpointStore,
   type Logger,
   type PrefixCache,
+  type PrefixClaimant,
 } from '#cluster';
 import {
   EnginePriority,
@@ -48,6 +49,12 @@ export interface RunnerSettings {
 export interface ModelRuntime {
   engine: Engine;
   prefixCache: PrefixCache;
+}
+
+/** The prefix cache as one sequence uses it: looking up, claiming and storing shared prefixes. */
+interface SharedPrefixes {
+  cache: PrefixCache;
+  claimant: PrefixClaimant;
 }
 
 /** What every job kind's run needs: the job, its text, the model and bookkeeping. */
@@ -202,6 +209,13 @@ export class JobRunner {
         const replay = (already?.tokens ?? []).map((event) => event.token);
         const sequenceId = `${jobId}:${choice}`;
         sequences.add(sequenceId);
+        const claimant: PrefixClaimant = {
+          id: `${sequenceId}:${randomUUID()}`,
+          stopWaiting: () =>
+            this.draining ||
+            this.abandoned.has(jobId) ||
+            this.running.get(jobId)?.cancelled === true,
+        };
         const request: SequenceRequest = {
           id: sequenceId,
           kind: 'generate',
@@ -217,12 +231,30 @@ export class JobRunner {
           },
           checkpoint: this.checkpointPolicy(),
         };
-        return runtime.engine.run(request, {
-          start: (tokenized) =>
-            this.startFor(jobId, choice, tokenized, replay, saved, runtime.prefixCache),
-          onEvent: (event) =>
-            this.onEvent(jobId, choice, event, runtime.prefixCache, progress, true),
-        });
+        try {
+          return await runtime.engine.run(request, {
+            start: (tokenized) =>
+              this.startFor(jobId, choice, tokenized, replay, saved, {
+                cache: runtime.prefixCache,
+                claimant,
+              }),
+            onEvent: (event) =>
+              this.onEvent(
+                jobId,
+                choice,
+                event,
+                { cache: runtime.prefixCache, claimant },
+                progress,
+                true,
+              ),
+          });
+        } finally {
+          // Claims still held (the sequence ended before reaching them) would expire anyway:
+          // failing to give them back early must not fail the job.
+          await runtime.prefixCache.releaseClaims(claimant.id).catch((error: unknown) => {
+            this.logger.warn({ err: error, jobId }, 'prefix claims not released; they will expire');
+          });
+        }
       }),
     );
     await this.handBackIfSuspended(outcomes, job, token);
@@ -348,11 +380,14 @@ export class JobRunner {
     tokenized: Tokenized,
     replay: readonly number[],
     saved: { state: Buffer; position: number } | undefined,
-    prefixCache: PrefixCache | undefined,
+    prefixes: SharedPrefixes | undefined,
   ): Promise<SequenceStart> {
-    const entry = this.running.get(jobId);
+    const stopIfCancelled = (): void => {
+      const entry = this.running.get(jobId);
+      if (entry?.cancelled === true) entry.engine.cancel(tokenized.id);
+    };
     // A cancellation that arrived before this sequence existed: stop it at its first tick.
-    if (entry?.cancelled === true) entry.engine.cancel(tokenized.id);
+    stopIfCancelled();
     const checkpoint = await this.checkpoints.load(jobId, choice);
     // A checkpoint is usable when the tokens it holds are all still known (input + replay).
     if (checkpoint !== undefined && checkpoint.absorbed < tokenized.tokenCount + replay.length) {
@@ -365,7 +400,9 @@ export class JobRunner {
       };
     }
     const base = saved?.position ?? 0;
-    const hit = await prefixCache?.lookup(tokenized.prefixes);
+    const hit = await prefixes?.cache.lookup(tokenized.prefixes, prefixes.claimant);
+    // Or one that arrived while it waited for another sequence's shared prefix.
+    if (prefixes !== undefined) stopIfCancelled();
     if (hit !== undefined) {
       return {
         state: toArrayBuffer(hit.state),
@@ -384,7 +421,7 @@ export class JobRunner {
     jobId: string,
     choice: number,
     event: SequenceEvent,
-    prefixCache: PrefixCache | undefined,
+    prefixes: SharedPrefixes | undefined,
     progress: ProgressReporter,
     generating: boolean,
   ): Promise<void> {
@@ -415,9 +452,11 @@ export class JobRunner {
         });
         return;
       case 'prefix-state':
-        await prefixCache?.store(event.hash, Buffer.from(event.state));
+        await prefixes?.cache.store(event.hash, Buffer.from(event.state), prefixes.claimant.id);
         return;
       case 'progress':
+        // Each prefill chunk brings a claimed prefix closer: the sequences waiting for it wait on.
+        await prefixes?.cache.renewClaims(prefixes.claimant.id);
         await progress.prefill(event.done, event.total, async (done, total) => {
           await appendStreamEvents(this.redis, this.keys, jobId, [
             { type: 'progress', promptTokensDone: done, promptTokensTotal: total },

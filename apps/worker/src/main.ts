@@ -54,7 +54,13 @@ bootOrExit(async () => {
     }
     runtimes.set(engine.modelId, {
       engine,
-      prefixCache: new PrefixCache(redis, keys, engine.modelId, env.PREFIX_CACHE_MAX_BYTES),
+      prefixCache: new PrefixCache(
+        redis,
+        keys,
+        engine.modelId,
+        env.PREFIX_CACHE_MAX_BYTES,
+        engine.stateBytes,
+      ),
     });
     logger.info(
       { model: engine.modelId, bundleDir, stateBytes: engine.stateBytes },

@@ -29,10 +29,20 @@ export interface RedisKeys {
   documentMeta(documentId: string): string;
   /** Prefix-state cache: one state per (model, token-prefix hash). */
   prefixState(modelId: string, prefixHash: string): string;
+  /**
+   * Held (value: the claimant) while one sequence computes the state of a prefix that other
+   * sequences wait for instead of computing it too; expires unless the claimant renews it.
+   */
+  prefixClaim(modelId: string, prefixHash: string): string;
   /** Sorted set of prefix-cache entries by last use (for least-recently-used eviction). */
   readonly prefixIndex: string;
   /** Hash of prefix-cache counters: hits, misses, bytes, evictions. */
   readonly prefixStats: string;
+  /**
+   * A model's chat template (JSON `ModelChat`, see workers.ts), written by each worker that
+   * serves the model before it takes jobs, read by gateways to render chat requests.
+   */
+  modelChat(modelId: string): string;
 }
 
 export function redisKeys(prefix: string): RedisKeys {
@@ -49,6 +59,7 @@ export function redisKeys(prefix: string): RedisKeys {
     document: (documentId) => `${prefix}:doc:${documentId}`,
     documentMeta: (documentId) => `${prefix}:doc:${documentId}:meta`,
     prefixState: (modelId, prefixHash) => `${prefix}:pfx:${modelId}:${prefixHash}`,
+    prefixClaim: (modelId, prefixHash) => `${prefix}:pfx-claim:${modelId}:${prefixHash}`,
     prefixIndex: `${prefix}:pfx:index`,
     prefixStats: `${prefix}:pfx:stats`,
   };
