@@ -1,7 +1,14 @@
+import { join } from 'node:path';
 import { Option } from 'commander';
 import type { Command } from 'commander';
 import { parseSeed } from './arguments.js';
-import { ATTENTION_KINDS, convertCheckpoint, DEFAULT_CONVERT_SEED } from '#model';
+import {
+  ATTENTION_KINDS,
+  convertCheckpoint,
+  DEFAULT_CONVERT_SEED,
+  readChatTemplateFile,
+  TOKENIZER_CONFIG_FILE,
+} from '#model';
 import type { AttentionKind } from '#model';
 
 interface ConvertCommandOptions {
@@ -11,6 +18,7 @@ interface ConvertCommandOptions {
   seed: number;
   id?: string;
   fp16?: boolean;
+  chatTemplate?: string;
 }
 
 const DIJIANG_SOURCE_TEXT = {
@@ -20,6 +28,13 @@ const DIJIANG_SOURCE_TEXT = {
   none: 'softmax attention kept',
 } as const;
 
+/** Says whether a written bundle carries a chat template, and which file it was read from. */
+export function chatTemplateLine(source: string | undefined): string {
+  return source === undefined
+    ? "no chat template: chat requests get the gateway's default format"
+    : `chat template bundled from ${source}`;
+}
+
 /** Adds `convert` to the `model` command group: `dijiang model convert --from HF_DIR --out DIR`. */
 export function registerConvertCommand(model: Command): void {
   model
@@ -27,7 +42,7 @@ export function registerConvertCommand(model: Command): void {
     .description(
       'Convert a Hugging Face GPT-NeoX checkpoint (Pythia, or DiJiang with its tensors) into a model bundle. ' +
         'Reads config.json, model.safetensors or model.safetensors.index.json with its shards (F32, F16, BF16), ' +
-        'and tokenizer.json when present.',
+        'and tokenizer.json and the chat template of tokenizer_config.json when present.',
     )
     .requiredOption('--from <dir>', 'Hugging Face checkpoint folder')
     .requiredOption('--out <dir>', 'bundle folder to write (created if missing)')
@@ -47,21 +62,35 @@ export function registerConvertCommand(model: Command): void {
     )
     .option('--id <id>', 'model id in the bundle (default: the --out folder name)')
     .option('--fp16', 'also write the fp16 graph for CUDA workers')
+    .option(
+      '--chat-template <file>',
+      `Jinja chat template to bundle instead of the one in ${TOKENIZER_CONFIG_FILE}`,
+    )
     .action(async (_options: unknown, command: Command) => {
       const options = command.opts<ConvertCommandOptions>();
+      const chatTemplate =
+        options.chatTemplate === undefined
+          ? undefined
+          : await readChatTemplateFile(options.chatTemplate);
       const { manifest, dijiangSource } = await convertCheckpoint(options.from, options.out, {
         attention: options.attention,
         seed: options.seed,
         ...(options.id === undefined ? {} : { id: options.id }),
         ...(options.fp16 === undefined ? {} : { fp16: options.fp16 }),
+        ...(chatTemplate === undefined ? {} : { chatTemplate }),
       });
       const { config } = manifest;
+      const chatSource =
+        manifest.chat === undefined
+          ? undefined
+          : (options.chatTemplate ?? join(options.from, TOKENIZER_CONFIG_FILE));
       process.stdout.write(
         [
           `wrote ${options.out} (model id ${manifest.id})`,
           `  ${config.numLayers} layers, hidden ${config.hiddenSize}, ${config.numHeads} heads, vocab ${config.vocabSize}, ${manifest.parameterCount} parameters`,
           `  attention ${config.attention}: ${DIJIANG_SOURCE_TEXT[dijiangSource]}`,
           `  tokenizer ${config.tokenizer}; files: ${Object.keys(manifest.files).join(', ')}`,
+          `  ${chatTemplateLine(chatSource)}`,
           '',
         ].join('\n'),
       );

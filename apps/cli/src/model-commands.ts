@@ -12,10 +12,11 @@ import {
   loadBundle,
   presetConfig,
   PRESET_NAMES,
+  readChatTemplateFile,
   writeBundle,
 } from '#model';
-import type { AttentionKind, PresetName } from '#model';
-import { registerConvertCommand } from './convert-command.js';
+import type { AttentionKind, BundleManifest, PresetName } from '#model';
+import { chatTemplateLine, registerConvertCommand } from './convert-command.js';
 
 /** Seed of `model create` when none is given. */
 const DEFAULT_CREATE_SEED = 0;
@@ -27,6 +28,7 @@ interface CreateOptions {
   attention: AttentionKind;
   id?: string;
   fp16?: boolean;
+  chatTemplate?: string;
 }
 
 function parsePreset(value: string): PresetName {
@@ -45,6 +47,16 @@ function formatBytes(bytes: number): string {
     unit++;
   }
   return `${unit === 0 ? value : value.toFixed(1)} ${units[unit] ?? 'B'}`;
+}
+
+function chatTemplateSummary(chat: BundleManifest['chat']): string {
+  if (chat === undefined)
+    return "chat template: none (chat requests get the gateway's default format)";
+  const tokens = [
+    ...(chat.bosToken === undefined ? [] : [`bos ${JSON.stringify(chat.bosToken)}`]),
+    ...(chat.eosToken === undefined ? [] : [`eos ${JSON.stringify(chat.eosToken)}`]),
+  ];
+  return [`chat template: ${chat.template.length} characters`, ...tokens].join(', ');
 }
 
 /** Adds the `model` command group: `create`, `inspect` and `convert`. */
@@ -66,17 +78,24 @@ export function registerModelCommands(program: Command): void {
     )
     .option('--id <id>', 'model id in the bundle (default: PRESET-ATTENTION)')
     .option('--fp16', 'also write the fp16 graph for CUDA workers')
+    .option('--chat-template <file>', 'Jinja chat template to bundle (Hugging Face style)')
     .action(async (_options: unknown, command: Command) => {
       const options = command.opts<CreateOptions>();
       const config = presetConfig(options.preset, options.attention);
       const id = options.id ?? `${options.preset}-${options.attention}`;
+      const chatTemplate =
+        options.chatTemplate === undefined
+          ? undefined
+          : await readChatTemplateFile(options.chatTemplate);
       const manifest = await writeBundle(options.out, config, initWeights(config, options.seed), {
         id,
         seed: options.seed,
         ...(options.fp16 === undefined ? {} : { fp16: options.fp16 }),
+        ...(chatTemplate === undefined ? {} : { chat: { template: chatTemplate } }),
       });
       process.stdout.write(
-        `wrote ${options.out} (model id ${manifest.id}, ${manifest.parameterCount} parameters, seed ${options.seed})\n`,
+        `wrote ${options.out} (model id ${manifest.id}, ${manifest.parameterCount} parameters, seed ${options.seed})\n` +
+          `  ${chatTemplateLine(options.chatTemplate)}\n`,
       );
     });
 
@@ -96,6 +115,7 @@ export function registerModelCommands(program: Command): void {
         config.attention === 'dijiang'
           ? `  state per sequence ${formatBytes(manifest.stateBytesPerSequence)} (${manifest.stateBytesPerSequence} bytes, any context length)`
           : `  KV cache per token ${formatBytes(manifest.kvBytesPerToken)} (${manifest.kvBytesPerToken} bytes)`,
+        `  ${chatTemplateSummary(manifest.chat)}`,
         `  graphs: ${Object.entries(manifest.graphs)
           .map(([precision, file]) => `${precision} ${file}`)
           .join(', ')}`,

@@ -1,9 +1,9 @@
-import { mkdtemp } from 'node:fs/promises';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { loadBundle, parameterCount, presetConfig } from '#model';
+import { initWeights, loadBundle, parameterCount, presetConfig, writeSafetensors } from '#model';
 import { registerModelCommands } from '../src/model-commands.js';
 
 async function run(args: string[]): Promise<string> {
@@ -67,5 +67,128 @@ describe('dijiang model create / inspect', () => {
     await expect(run(['model', 'create', '--preset', 'huge', '--out', '/tmp/x'])).rejects.toThrow(
       /unknown preset/,
     );
+  });
+});
+
+describe('chat templates (--chat-template)', () => {
+  const CHATML =
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+  const ZEPHYR =
+    "{% for message in messages %}{{ '<|' + message['role'] + '|>\\n' + message['content'] + eos_token }}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}";
+
+  async function templateFile(dir: string, name: string, text: string): Promise<string> {
+    const path = join(dir, name);
+    await writeFile(path, text);
+    return path;
+  }
+
+  it('model create bundles the given template and says so; inspect shows it', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'dijiang-cli-'));
+    const file = await templateFile(dir, 'chatml.jinja', CHATML);
+    const out = join(dir, 'chat');
+    const created = await run([
+      'model',
+      'create',
+      '--preset',
+      'tiny',
+      '--out',
+      out,
+      '--chat-template',
+      file,
+    ]);
+    expect(created).toContain(`  chat template bundled from ${file}\n`);
+    expect((await loadBundle(out)).manifest.chat).toEqual({ template: CHATML });
+    expect(await run(['model', 'inspect', out])).toContain(
+      `  chat template: ${CHATML.length} characters\n`,
+    );
+
+    const plain = join(dir, 'plain');
+    expect(await run(['model', 'create', '--preset', 'tiny', '--out', plain])).toContain(
+      "  no chat template: chat requests get the gateway's default format\n",
+    );
+    expect((await loadBundle(plain)).manifest.chat).toBeUndefined();
+    expect(await run(['model', 'inspect', plain])).toContain(
+      "  chat template: none (chat requests get the gateway's default format)\n",
+    );
+  });
+
+  it('refuses a template file that is missing, empty or not Jinja', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'dijiang-cli-'));
+    const create = (file: string) =>
+      run([
+        'model',
+        'create',
+        '--preset',
+        'tiny',
+        '--out',
+        join(dir, 'x'),
+        '--chat-template',
+        file,
+      ]);
+    await expect(create(join(dir, 'absent.jinja'))).rejects.toThrow(
+      `chat template file ${join(dir, 'absent.jinja')} is missing or unreadable`,
+    );
+    const empty = await templateFile(dir, 'empty.jinja', '\n');
+    await expect(create(empty)).rejects.toThrow(`chat template file ${empty} is empty`);
+    const broken = await templateFile(dir, 'broken.jinja', '{% for message in %}{% endfor %}');
+    await expect(create(broken)).rejects.toThrow(
+      `chat template file ${broken} does not parse as Jinja: Unexpected token`,
+    );
+  });
+
+  it("model convert bundles the checkpoint's template, or the given one instead", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'dijiang-cli-'));
+    const checkpoint = join(dir, 'checkpoint');
+    await mkdir(checkpoint);
+    const config = presetConfig('tiny', 'dijiang');
+    await writeFile(
+      join(checkpoint, 'config.json'),
+      JSON.stringify({
+        hidden_size: config.hiddenSize,
+        num_attention_heads: config.numHeads,
+        num_hidden_layers: config.numLayers,
+        intermediate_size: config.intermediateSize,
+        vocab_size: config.vocabSize,
+        max_position_embeddings: config.maxPositionEmbeddings,
+        rotary_pct: config.rotaryPct,
+        rotary_emb_base: config.rotaryBase,
+        layer_norm_eps: config.layerNormEps,
+      }),
+    );
+    await writeSafetensors(join(checkpoint, 'model.safetensors'), initWeights(config, 2));
+    await writeFile(
+      join(checkpoint, 'tokenizer_config.json'),
+      JSON.stringify({ chat_template: CHATML, bos_token: '<s>', eos_token: '</s>' }),
+    );
+
+    const own = join(dir, 'own');
+    expect(await run(['model', 'convert', '--from', checkpoint, '--out', own])).toContain(
+      `  chat template bundled from ${join(checkpoint, 'tokenizer_config.json')}\n`,
+    );
+    expect((await loadBundle(own)).manifest.chat).toEqual({
+      template: CHATML,
+      bosToken: '<s>',
+      eosToken: '</s>',
+    });
+
+    const file = await templateFile(dir, 'zephyr.jinja', ZEPHYR);
+    const given = join(dir, 'given');
+    expect(
+      await run([
+        'model',
+        'convert',
+        '--from',
+        checkpoint,
+        '--out',
+        given,
+        '--chat-template',
+        file,
+      ]),
+    ).toContain(`  chat template bundled from ${file}\n`);
+    expect((await loadBundle(given)).manifest.chat).toEqual({
+      template: ZEPHYR,
+      bosToken: '<s>',
+      eosToken: '</s>',
+    });
   });
 });

@@ -4,6 +4,7 @@ import type { GatewayEnv } from '#config';
 import { createRedis, connectRedisOrFail, type Logger } from '#cluster';
 import type { ApiKeys } from './auth/api-keys.js';
 import { BatchesService } from './batches/batches.service.js';
+import { ChatPrompts } from './completions/chat-template.js';
 import { CompletionsService } from './completions/completions.service.js';
 import { FileStore } from './files/file-store.js';
 import { JobQueues } from './jobs/job-queues.js';
@@ -68,6 +69,7 @@ export async function createServices(
   });
   const limiter = new RateLimiter(redis, gateway, env.RATE_LIMIT_RPM, env.RATE_LIMIT_TPM);
   const models = new ModelsService(redis, keys, gateway, env.MODEL_MEMORY_MS, env.WORKER_WAIT_MS);
+  const chatPrompts = new ChatPrompts(redis, keys);
   const jobs = new JobQueues(queueRedis, redis, keys, gateway, env.MAX_QUEUE_DEPTH);
   const states = new StateStore(redis, keys);
   const files = new FileStore(redis, gateway);
@@ -79,6 +81,7 @@ export async function createServices(
     files,
     jobs,
     models,
+    chatPrompts,
     states,
     env,
     logger,
@@ -92,6 +95,7 @@ export async function createServices(
   const completions = new CompletionsService({
     jobs,
     models,
+    chatPrompts,
     states,
     readers,
     redis,

@@ -10,6 +10,7 @@ import {
   createRedis,
   onShutdown,
   PrefixCache,
+  publishModelChat,
   ReadyMessage,
   subscribeToCancellations,
   WorkerRegistry,
@@ -66,6 +67,12 @@ bootOrExit(async () => {
       { model: engine.modelId, bundleDir, stateBytes: engine.stateBytes },
       'model loaded',
     );
+  }
+
+  // Gateways render chat requests with the template of the bundle; it must be in Redis before
+  // this worker takes (and registers for) the model's jobs.
+  for (const [modelId, { engine }] of runtimes) {
+    await publishModelChat(probe, keys, modelId, engine.chat ?? { template: null });
   }
 
   const identity = { id: env.WORKER_ID, host: hostname(), pid: process.pid };

@@ -12,3 +12,4 @@ export * from './checkpoints.js';
 export * from './prefix-cache.js';
 export * from './saved-states.js';
 export * from './stream-batcher.js';
+export * from './model-chat.js';

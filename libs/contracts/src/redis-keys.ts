@@ -62,5 +62,6 @@ export function redisKeys(prefix: string): RedisKeys {
     prefixClaim: (modelId, prefixHash) => `${prefix}:pfx-claim:${modelId}:${prefixHash}`,
     prefixIndex: `${prefix}:pfx:index`,
     prefixStats: `${prefix}:pfx:stats`,
+    modelChat: (modelId) => `${prefix}:model:${modelId}:chat`,
   };
 }

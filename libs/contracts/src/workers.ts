@@ -15,3 +15,15 @@ export const workerRecordSchema = z.object({
   heartbeatAt: z.iso.datetime(),
 });
 export type WorkerRecord = z.infer<typeof workerRecordSchema>;
+
+/**
+ * A model's chat template as its workers publish it (from the model bundle's manifest), so that
+ * gateways on other hosts render chat requests the way the model expects.
+ */
+export const modelChatSchema = z.strictObject({
+  /** Hugging Face-style Jinja chat template; null: the bundle has none (default format). */
+  template: z.string().min(1).nullable(),
+  bosToken: z.string().optional(),
+  eosToken: z.string().optional(),
+});
+export type ModelChat = z.infer<typeof modelChatSchema>;

@@ -79,6 +79,7 @@ async function main(options: EngineThreadOptions): Promise<void> {
     modelId: bundle.manifest.id,
     stateBytes: scheduler.stateFloats * 4,
     vocabSize: config.vocabSize,
+    chat: bundle.manifest.chat,
   });
   while (control.running) {
     if (scheduler.hasWork) {

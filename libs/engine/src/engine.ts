@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import type { BundleChat } from '#model';
 import type {
   EngineCommand,
   EngineMessage,
@@ -56,6 +57,8 @@ export class Engine {
     private readonly thread: Worker,
     readonly modelId: string,
     readonly stateBytes: number,
+    /** The bundle's chat template, when it has one. */
+    readonly chat: BundleChat | undefined,
   ) {
     thread.on('message', (message: EngineMessage) => {
       this.onMessage(message);
@@ -107,7 +110,7 @@ export class Engine {
           thread.on('message', onMessage).on('error', onError).on('exit', onExit);
         },
       );
-      return new Engine(thread, ready.modelId, ready.stateBytes);
+      return new Engine(thread, ready.modelId, ready.stateBytes, ready.chat);
     } finally {
       // Only our own listeners: Worker keeps internal ones that removeAllListeners() would drop.
       if (onMessage) thread.off('message', onMessage);

@@ -1,3 +1,4 @@
+import type { BundleChat } from '#model';
 import type { SamplingParams, TokenLogprob } from './sampler.js';
 
 /**
@@ -179,6 +180,13 @@ export type EngineCommand =
 
 /** Engine thread -> calling thread. */
 export type EngineMessage =
-  | { type: 'ready'; modelId: string; stateBytes: number; vocabSize: number }
+  | {
+      type: 'ready';
+      modelId: string;
+      stateBytes: number;
+      vocabSize: number;
+      /** The bundle's chat template, when it has one. */
+      chat: BundleChat | undefined;
+    }
   | { type: 'events'; events: SequenceEvent[] }
   | { type: 'fatal'; message: string };

@@ -1,13 +1,15 @@
 /**
  * Model bundles: a folder with `model.json` (the manifest), `model.onnx` (+ `model.onnx.data` when
  * the weights are large), optionally `model-fp16.onnx` for CUDA workers, and `tokenizer.json` when
- * the tokenizer is 'hf'. Loading verifies every listed file's size and sha256.
+ * the tokenizer is 'hf'. Loading verifies every listed file's size and sha256. The manifest may
+ * carry the model's chat template (see chat-template.ts).
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { copyFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { z } from 'zod';
+import { bundleChatSchema, type BundleChat } from './chat-template.js';
 import {
   kvBytesPerToken,
   modelConfigSchema,
@@ -45,6 +47,8 @@ export const bundleManifestSchema = z.strictObject({
   kvBytesPerToken: z.number().int().nonnegative(),
   /** The seed the weights were initialised from, for models built from a preset. */
   seed: z.number().int().optional(),
+  /** How chat messages become this model's prompt; absent: the gateway's default format. */
+  chat: bundleChatSchema.optional(),
 });
 export type BundleManifest = z.infer<typeof bundleManifestSchema>;
 
@@ -59,6 +63,8 @@ export interface WriteBundleOptions {
   externalData?: ExternalDataMode;
   /** Path of a Hugging Face tokenizer.json to copy; required when config.tokenizer is 'hf'. */
   tokenizerJsonPath?: string;
+  /** The model's chat template, recorded in the manifest. */
+  chat?: BundleChat;
 }
 
 export async function sha256File(path: string): Promise<string> {
@@ -89,6 +95,12 @@ export async function writeBundle(
       `model ${options.id} uses the byte tokenizer: a tokenizer.json does not belong in its bundle`,
     );
   }
+  if (options.chat !== undefined) {
+    const chat = bundleChatSchema.safeParse(options.chat);
+    if (!chat.success) {
+      throw new Error(`model ${options.id}: invalid chat template: ${z.prettifyError(chat.error)}`);
+    }
+  }
   await mkdir(dir, { recursive: true });
   const written: string[] = [];
   const precisions: Precision[] = options.fp16 === true ? ['fp32', 'fp16'] : ['fp32'];
@@ -118,6 +130,7 @@ export async function writeBundle(
     stateBytesPerSequence: stateBytesPerSequence(config),
     kvBytesPerToken: kvBytesPerToken(config),
     ...(options.seed === undefined ? {} : { seed: options.seed }),
+    ...(options.chat === undefined ? {} : { chat: options.chat }),
   };
   await writeFile(
     join(dir, BUNDLE_MANIFEST),

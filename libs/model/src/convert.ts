@@ -2,16 +2,19 @@
  * Hugging Face GPT-NeoX checkpoint -> model bundle (`dijiang model convert`).
  *
  * Reads `config.json`, the safetensors weights (single or sharded; F32, F16 or BF16) and, when
- * present, `tokenizer.json`. A checkpoint with DiJiang tensors is served as trained; a plain
- * Pythia checkpoint gets the paper's transform step (DiJiang tensors initialised from a seed), or
- * keeps softmax attention with `attention: 'softmax'`. Every tensor is checked (name, shape,
- * finite values, positive D1) before anything is written.
+ * present, `tokenizer.json` and the chat template of `tokenizer_config.json`. A checkpoint with
+ * DiJiang tensors is served as trained; a plain Pythia checkpoint gets the paper's transform step
+ * (DiJiang tensors initialised from a seed), or keeps softmax attention with
+ * `attention: 'softmax'`. Every tensor is checked (name, shape, finite values, positive D1) before
+ * anything is written.
  */
 import { readFile, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { bundleManifestSchema, writeBundle } from './bundle.js';
 import type { BundleManifest } from './bundle.js';
+import { readCheckpointChat } from './chat-template.js';
+import type { BundleChat } from './chat-template.js';
 import { BYTE_VOCAB_SIZE, modelConfigSchema } from './config.js';
 import type { AttentionKind, ModelConfig } from './config.js';
 import { assertPositiveD1 } from './decay.js';
@@ -101,6 +104,8 @@ export interface HfCheckpoint {
   readonly dijiangSource: DijiangSource;
   /** Path of `tokenizer.json` when the checkpoint has one. */
   readonly tokenizerFile: string | undefined;
+  /** The chat template (`tokenizer_config.json`'s, or the one given instead), if any. */
+  readonly chat: BundleChat | undefined;
 }
 
 export interface ReadHfCheckpointOptions {
@@ -108,6 +113,8 @@ export interface ReadHfCheckpointOptions {
   readonly attention?: AttentionKind;
   /** Seed of the transform step. @defaultValue {@link DEFAULT_CONVERT_SEED} */
   readonly seed?: number;
+  /** A chat template (the Jinja text) that replaces the checkpoint's own. */
+  readonly chatTemplate?: string;
 }
 
 async function isFile(path: string): Promise<boolean> {
@@ -195,6 +202,11 @@ export async function readHfCheckpoint(
       }
     }
 
+    const chat = await readCheckpointChat(
+      directory,
+      options.chatTemplate === undefined ? {} : { template: options.chatTemplate },
+    );
+
     const known = expectedTensorShapes({ ...config, attention: 'dijiang' });
     const weights = await readSafetensorsCheckpoint(directory, {
       include: (name) => !IGNORED_BUFFER.test(name),
@@ -211,7 +223,7 @@ export async function readHfCheckpoint(
     validateWeights(config, weights);
     for (const [name, tensor] of weights) assertFinite(name, tensor);
     if (config.attention === 'dijiang') assertPositiveD1(config, weights);
-    return { config, weights, dijiangSource, tokenizerFile };
+    return { config, weights, dijiangSource, tokenizerFile, chat };
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     throw new Error(`checkpoint ${directory}: ${message}`, { cause: error });
@@ -249,6 +261,7 @@ export async function convertCheckpoint(
     ...(checkpoint.tokenizerFile === undefined
       ? {}
       : { tokenizerJsonPath: checkpoint.tokenizerFile }),
+    ...(checkpoint.chat === undefined ? {} : { chat: checkpoint.chat }),
   });
   return { manifest, dijiangSource: checkpoint.dijiangSource };
 }

@@ -1,4 +1,5 @@
 export * from './bundle.js';
+export * from './chat-template.js';
 export * from './config.js';
 export * from './decay.js';
 export * from './onnx/export.js';

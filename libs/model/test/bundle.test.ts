@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -35,6 +36,7 @@ describe('model bundles', () => {
     expect(manifest.config).toEqual(config);
     expect(manifest.tokenizer).toBe('byte');
     expect(manifest.seed).toBe(3);
+    expect(manifest.chat).toBeUndefined();
     expect(manifest.parameterCount).toBe(parameterCount(config));
     // 2 layers x 4 heads x 32 x 32 float32 values.
     expect(manifest.stateBytesPerSequence).toBe(2 * 4 * 32 * 32 * 4);
@@ -128,5 +130,39 @@ describe('model bundles', () => {
     expect(bundle.tokenizerJsonPath).toBe(join(out, 'tokenizer.json'));
     await rm(join(out, 'tokenizer.json'));
     await expect(loadBundle(out)).rejects.toThrow(`missing file tokenizer.json`);
+  });
+
+  it('records a chat template in the manifest and refuses one that does not parse', async () => {
+    const config = presetConfig('tiny', 'dijiang');
+    const chat = {
+      template:
+        "{% for message in messages %}{{ '<|' + message['role'] + '|>' + message['content'] + eos_token }}{% endfor %}",
+      bosToken: '<s>',
+      eosToken: '</s>',
+    };
+    const dir = await mkdtemp(join(tmpdir(), 'dijiang-bundle-'));
+    await writeBundle(dir, config, initWeights(config, 1), { id: 'chat', chat });
+    expect((await loadBundle(dir)).manifest.chat).toEqual(chat);
+
+    const unparsable = { template: '{% for message in %}{% endfor %}' };
+    await expect(
+      writeBundle(join(dir, 'broken'), config, initWeights(config, 1), {
+        id: 'broken',
+        chat: unparsable,
+      }),
+    ).rejects.toThrow(
+      /^model broken: invalid chat template: .*the chat template does not parse as Jinja: Unexpected token/s,
+    );
+    // Refused before anything was written.
+    expect(existsSync(join(dir, 'broken'))).toBe(false);
+
+    // A hand-edited manifest is checked on load too.
+    const manifestPath = join(dir, 'model.json');
+    const manifest = JSON.parse(await readFile(manifestPath, 'utf8')) as { chat: unknown };
+    manifest.chat = unparsable;
+    await writeFile(manifestPath, JSON.stringify(manifest));
+    await expect(loadBundle(dir)).rejects.toThrow(
+      /invalid model\.json: .*the chat template does not parse as Jinja.*→ at chat\.template/s,
+    );
   });
 });

@@ -445,3 +445,119 @@ describe('converted bundles compute what the float64 oracle computes on the stor
     }
   });
 });
+
+describe('chat templates of checkpoints (tokenizer_config.json)', () => {
+  /** A ChatML template as models on the Hub ship it. */
+  const CHATML =
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+  const OVERRIDE =
+    "{{ bos_token }}{% for message in messages %}{{ message['content'] }}{% endfor %}";
+  /** How transformers saves special tokens it was given as AddedToken objects. */
+  const addedToken = (content: string) => ({
+    __type: 'AddedToken',
+    content,
+    lstrip: false,
+    normalized: false,
+    rstrip: false,
+    single_word: false,
+  });
+
+  async function checkpointWithTokenizerConfig(tokenizerConfig: unknown): Promise<string> {
+    const directory = await checkpointWith(trainedWeights(TINY, 5, false), {
+      dtype: 'F32',
+      shards: 1,
+    });
+    if (tokenizerConfig !== undefined) {
+      await writeFile(
+        join(directory, 'tokenizer_config.json'),
+        typeof tokenizerConfig === 'string' ? tokenizerConfig : JSON.stringify(tokenizerConfig),
+      );
+    }
+    return directory;
+  }
+
+  it('bundles the template string with AddedToken-object BOS and EOS', async () => {
+    const directory = await checkpointWithTokenizerConfig({
+      add_bos_token: true,
+      bos_token: addedToken('<s>'),
+      eos_token: addedToken('</s>'),
+      chat_template: CHATML,
+      model_max_length: 2048,
+      tokenizer_class: 'GPTNeoXTokenizer',
+    });
+    const out = join(root, `bundle-${caseNumber++}`);
+    const result = await convertCheckpoint(directory, out);
+    const expected = { template: CHATML, bosToken: '<s>', eosToken: '</s>' };
+    expect(result.manifest.chat).toEqual(expected);
+    expect((await loadBundle(out)).manifest.chat).toEqual(expected);
+  });
+
+  it('takes the template named "default" from a list, and plain-string special tokens', async () => {
+    const directory = await checkpointWithTokenizerConfig({
+      bos_token: '<|endoftext|>',
+      eos_token: null,
+      chat_template: [
+        { name: 'tool_use', template: OVERRIDE },
+        { name: 'default', template: CHATML },
+      ],
+    });
+    expect((await readHfCheckpoint(directory)).chat).toEqual({
+      template: CHATML,
+      bosToken: '<|endoftext|>',
+    });
+  });
+
+  it("a given template replaces the checkpoint's and keeps its special tokens", async () => {
+    const withString = await checkpointWithTokenizerConfig({
+      bos_token: addedToken('<s>'),
+      eos_token: '</s>',
+      chat_template: CHATML,
+    });
+    expect((await readHfCheckpoint(withString, { chatTemplate: OVERRIDE })).chat).toEqual({
+      template: OVERRIDE,
+      bosToken: '<s>',
+      eosToken: '</s>',
+    });
+    // A list without "default" needs a given template, and is fine with one.
+    const withoutDefault = await checkpointWithTokenizerConfig({
+      chat_template: [{ name: 'tool_use', template: CHATML }],
+    });
+    await expect(readHfCheckpoint(withoutDefault)).rejects.toThrow(
+      `checkpoint ${withoutDefault}: tokenizer_config.json: chat_template lists no template named "default" (it has "tool_use"): give the template to use with --chat-template`,
+    );
+    expect((await readHfCheckpoint(withoutDefault, { chatTemplate: OVERRIDE })).chat).toEqual({
+      template: OVERRIDE,
+    });
+    // Without tokenizer_config.json: no template, unless one is given.
+    const without = await checkpointWithTokenizerConfig(undefined);
+    expect((await readHfCheckpoint(without)).chat).toBeUndefined();
+    const out = join(root, `bundle-${caseNumber++}`);
+    const result = await convertCheckpoint(without, out, { chatTemplate: OVERRIDE });
+    expect((await loadBundle(out)).manifest.chat).toEqual({ template: OVERRIDE });
+    expect(result.manifest.chat).toEqual({ template: OVERRIDE });
+  });
+
+  it.each([
+    ['not JSON', '{"chat_template": ', /tokenizer_config\.json is not valid JSON/],
+    [
+      'a special token that is neither a string nor an AddedToken',
+      { bos_token: 1, chat_template: CHATML },
+      /tokenizer_config\.json: ✖ expected a string or an object with a string "content" \(an AddedToken\)\n {2}→ at bos_token/,
+    ],
+    [
+      'a chat_template of the wrong type',
+      { chat_template: { default: CHATML } },
+      /tokenizer_config\.json: ✖ expected a template string or a list of \{"name", "template"\} objects\n {2}→ at chat_template/,
+    ],
+    [
+      'a chat_template that is not Jinja',
+      { chat_template: '{% if messages %}never closed' },
+      /tokenizer_config\.json: chat_template does not parse as Jinja: /,
+    ],
+  ])('a malformed tokenizer_config.json is refused: %s', async (_title, config, message) => {
+    const directory = await checkpointWithTokenizerConfig(config);
+    const failure = readHfCheckpoint(directory);
+    await expect(failure).rejects.toThrow(`checkpoint ${directory}: `);
+    await expect(failure).rejects.toThrow(message);
+  });
+});

@@ -25,6 +25,7 @@ import { ApiError, invalidRequest, notFound } from '../common/api-error.js';
 import { page, pageOfIds } from '../common/pagination.js';
 import { parseRequest } from '../common/validation.js';
 import { chatResponse, completionResponse } from '../completions/openai-format.js';
+import type { ChatPrompts } from '../completions/chat-template.js';
 import { mapRequest, type CompletionKind } from '../completions/request-mapping.js';
 import { linesOf, type FileStore } from '../files/file-store.js';
 import type { JobQueues } from '../jobs/job-queues.js';
@@ -81,6 +82,7 @@ export interface BatchDependencies {
   files: FileStore;
   jobs: JobQueues;
   models: ModelsService;
+  chatPrompts: ChatPrompts;
   states: StateStore;
   env: GatewayEnv;
   logger: Logger;
@@ -565,7 +567,7 @@ class LineChecker {
       customIds.add(input.custom_id);
       if (input.body.stream === true)
         throw invalidRequest('Streaming is not available in batches.', 'body.stream');
-      const request = mapRequest(kind, input.body, this.owner);
+      const request = await mapRequest(kind, input.body, this.owner, this.deps.chatPrompts);
       await this.remembered(this.models, request.model, () =>
         this.deps.models.assertKnown(request.model),
       );

@@ -19,6 +19,7 @@ import type { RateLimiter } from '../limits/rate-limiter.js';
 import type { GatewayMetrics } from '../metrics/gateway-metrics.js';
 import type { ModelsService } from '../models/models.service.js';
 import type { StateStore } from '../states/state-store.js';
+import type { ChatPrompts } from './chat-template.js';
 import {
   followJobStream,
   readStreamUntil,
@@ -41,6 +42,7 @@ export const RECONNECT_GRACE_MS = 2000;
 export interface CompletionDependencies {
   jobs: JobQueues;
   models: ModelsService;
+  chatPrompts: ChatPrompts;
   states: StateStore;
   readers: BlockingReaders;
   redis: Redis;
@@ -93,8 +95,8 @@ export class CompletionsService {
     tenant: string,
     response: Response,
   ): Promise<void> {
-    const { jobs, models, states } = this.deps;
-    const request = mapRequest(kind, body, tenant);
+    const { jobs, models, states, chatPrompts } = this.deps;
+    const request = await mapRequest(kind, body, tenant, chatPrompts);
     const signal = clientGone(response);
     await models.awaitWorker(request.model, signal);
     if (request.stateId !== undefined) {

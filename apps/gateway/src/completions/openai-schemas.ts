@@ -171,16 +171,25 @@ export function unsupportedChatField(request: ChatRequest): [string, string] | u
   return streamOptionsProblem(request);
 }
 
+/** A message's text: its content string, or its text parts joined; none for an empty reply. */
+export function messageText(message: ChatMessage): string {
+  return typeof message.content === 'string'
+    ? message.content
+    : (message.content ?? []).map((part) => part.text ?? '').join('');
+}
+
+/**
+ * A message's role as chat templates know it: OpenAI's `developer` messages are what models
+ * (and Hugging Face chat templates) call `system`.
+ */
+export function templateRole(message: ChatMessage): string {
+  return message.role === 'developer' ? 'system' : message.role;
+}
+
 /**
  * The default chat template, used when a model bundle brings none: each message as
  * `<|role|>\ncontent\n`, then `<|assistant|>\n` for the reply.
  */
 export function renderChat(messages: readonly ChatMessage[]): string {
-  const text = (message: ChatMessage): string =>
-    typeof message.content === 'string'
-      ? message.content
-      : (message.content ?? []).map((part) => part.text ?? '').join('');
-  const role = (message: ChatMessage): string =>
-    message.role === 'developer' ? 'system' : message.role;
-  return `${messages.map((message) => `<|${role(message)}|>\n${text(message)}\n`).join('')}<|assistant|>\n`;
+  return `${messages.map((message) => `<|${templateRole(message)}|>\n${messageText(message)}\n`).join('')}<|assistant|>\n`;
 }

@@ -1,12 +1,12 @@
 import { modelIdSchema, type JobPayloadInput } from '#contracts';
 import { invalidRequest, modelNotFound } from '../common/api-error.js';
 import { parseRequest } from '../common/validation.js';
+import type { ChatPrompts } from './chat-template.js';
 import {
   chatRequestSchema,
   type ChatRequest,
   type CompletionRequest,
   completionRequestSchema,
-  renderChat,
   unsupportedChatField,
   unsupportedCompletionField,
 } from './openai-schemas.js';
@@ -37,12 +37,21 @@ function given<K extends string, V>(key: K, value: V): Partial<Record<K, Present
     : ({ [key]: value } as Partial<Record<K, Present<V>>>);
 }
 
+function assertModelId(model: string): void {
+  if (!modelIdSchema.safeParse(model).success) throw modelNotFound(model);
+}
+
 /**
  * Validates an OpenAI completion or chat request body and maps it to a generate job for
- * `tenant`. Throws a 400 naming the offending parameter, or 404 `model_not_found` for a model id
- * no worker could ever serve.
+ * `tenant`, rendering chat messages with the model's chat template. Throws a 400 naming the
+ * offending parameter, or 404 `model_not_found` for a model id no worker could ever serve.
  */
-export function mapRequest(kind: CompletionKind, body: unknown, tenant: string): MappedRequest {
+export async function mapRequest(
+  kind: CompletionKind,
+  body: unknown,
+  tenant: string,
+  chatPrompts: ChatPrompts,
+): Promise<MappedRequest> {
   let common: ChatRequest | CompletionRequest;
   let text: string;
   let maxTokens: number;
@@ -52,7 +61,9 @@ export function mapRequest(kind: CompletionKind, body: unknown, tenant: string):
     const problem = unsupportedChatField(request);
     if (problem)
       throw invalidRequest(`Invalid value for '${problem[0]}': ${problem[1]}.`, problem[0]);
-    text = renderChat(request.messages);
+    // Checked before the model's chat template is looked up under its id.
+    assertModelId(request.model);
+    text = await chatPrompts.render(request.model, request.messages);
     maxTokens = request.max_completion_tokens ?? request.max_tokens ?? CHAT_DEFAULT_MAX_TOKENS;
     logprobs = request.logprobs === true ? (request.top_logprobs ?? 0) : undefined;
     common = request;
@@ -61,13 +72,13 @@ export function mapRequest(kind: CompletionKind, body: unknown, tenant: string):
     const problem = unsupportedCompletionField(request);
     if (problem)
       throw invalidRequest(`Invalid value for '${problem[0]}': ${problem[1]}.`, problem[0]);
+    assertModelId(request.model);
     text = typeof request.prompt === 'string' ? request.prompt : String(request.prompt[0]);
     // OpenAI's default for the legacy completions endpoint.
     maxTokens = request.max_tokens ?? 16;
     logprobs = request.logprobs ?? undefined;
     common = request;
   }
-  if (!modelIdSchema.safeParse(common.model).success) throw modelNotFound(common.model);
   const stop = common.stop === null || common.stop === undefined ? [] : [common.stop].flat();
   const n = common.n ?? 1;
   const stateId = common.state_id ?? undefined;
