@@ -9,7 +9,7 @@ import type {
   SequenceStart,
 } from './protocol.js';
 import { TokenSampler } from './sampler.js';
-import { gatherStates, scatterStates } from './state-batch.js';
+import { StateBatch } from './state-batch.js';
 import { StopStringFilter } from './stop-strings.js';
 
 /** Runs one chunk of the model (onnxruntime in the engine thread, or anything in tests). */
@@ -101,7 +101,8 @@ class Sequence {
 export class Scheduler {
   private readonly sequences = new Map<string, Sequence>();
   private readonly stateSize: number;
-  private readonly layerBlock: number;
+  /** Where decode steps gather their sequences' states and scatter them back. */
+  private readonly decodeStates: StateBatch;
   private tickCount = 0;
   /** Running averages that size prefill chunks. */
   private decodeMs = 0;
@@ -121,8 +122,9 @@ export class Scheduler {
       );
     }
     const d = headDim(config);
-    this.layerBlock = config.numHeads * d * d;
-    this.stateSize = config.numLayers * this.layerBlock;
+    const layerBlock = config.numHeads * d * d;
+    this.stateSize = config.numLayers * layerBlock;
+    this.decodeStates = new StateBatch(config.numLayers, layerBlock);
   }
 
   get stateFloats(): number {
@@ -373,11 +375,7 @@ export class Scheduler {
         chunk: 1,
         startPos: decoders.map((sequence) => sequence.position),
         validLen: new Array<number>(batch).fill(1),
-        state: gatherStates(
-          decoders.map((sequence) => sequence.state),
-          this.config.numLayers,
-          this.layerBlock,
-        ),
+        state: this.decodeStates.gather(decoders.map((sequence) => sequence.state)),
       });
     } catch (error) {
       for (const sequence of decoders) this.fail(sequence, error);
@@ -385,11 +383,13 @@ export class Scheduler {
     }
     this.decodeMs = average(this.decodeMs, performance.now() - started);
     if (result.state === undefined) throw new Error('the model returned no state');
-    const states = scatterStates(result.state, batch, this.config.numLayers, this.layerBlock);
+    this.decodeStates.scatter(
+      result.state,
+      decoders.map((sequence) => sequence.state),
+    );
     const vocab = this.config.vocabSize;
     decoders.forEach((sequence, row) => {
       sequence.lastServedTick = this.tickCount;
-      sequence.state = states[row] ?? sequence.state;
       sequence.position += 1;
       sequence.absorbed += 1;
       sequence.tokens.push(sequence.generate?.pending ?? 0);
