@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { ServiceProcess } from '#cluster';
 import { appEntry, startWorker, uniquePrefix, type TestGateway } from '#testing';
 import { waitFor } from '../support/wait.js';
-import { Keys, startTestGateway } from './support/harness.js';
+import { client, expectError, Keys, startTestGateway } from './support/harness.js';
 
 /** Runs the `dijiang` command; fails the test with its stderr when it fails. */
 function dijiang(args: string[]): string {
@@ -166,5 +166,39 @@ describe('gateway with a real worker', () => {
       custom_id: null,
       response: { status_code: 400 },
     });
+  });
+
+  it('charges the tokens of async jobs to the tenant: past RATE_LIMIT_TPM the next request is 429', async () => {
+    const limited = await startTestGateway(redisUrl, prefix, {
+      API_KEYS: 'erin:sk-erin-0123456789,frank:sk-frank-0123456789',
+      RATE_LIMIT_TPM: '12',
+    });
+    try {
+      const erin = client(limited.url, 'sk-erin-0123456789');
+      const text = 'twelve bytes';
+      const submitted = await erin.post('/v1/jobs', { type: 'score', model, prompt: text });
+      expect(submitted.status).toBe(200);
+      const jobId = (submitted.body as { id: string }).id;
+      await waitFor(
+        async () =>
+          ((await erin.get(`/v1/jobs/${jobId}`)).body as { status: string }).status === 'completed',
+        { timeoutMs: 30_000, message: 'the score job to complete' },
+      );
+      // The worker charged the 12 scored tokens (byte tokenizer): erin's budget is spent, and no
+      // client ever read the job's result through a completion endpoint. Reading is still allowed.
+      expectError(await erin.post('/v1/jobs', { type: 'score', model, prompt: text }), 429, {
+        code: 'rate_limit_tokens',
+      });
+      expect((await erin.get(`/v1/jobs/${jobId}`)).body).toMatchObject({
+        status: 'completed',
+        result: { tokens: 12 },
+      });
+      const frank = client(limited.url, 'sk-frank-0123456789');
+      expect((await frank.post('/v1/jobs', { type: 'score', model, prompt: text })).status).toBe(
+        200,
+      );
+    } finally {
+      await limited.service.stop();
+    }
   });
 });

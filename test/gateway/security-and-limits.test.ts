@@ -7,7 +7,7 @@ import { redisKeys } from '#contracts';
 import { connectRedisOrFail, createLogger, createRedis, WorkerRegistry } from '#cluster';
 import { appEntry, uniquePrefix, type TestGateway } from '#testing';
 import { waitFor } from '../support/wait.js';
-import { client, isOpenAiError, Keys, startTestGateway, type Reply } from './support/harness.js';
+import { client, expectError, isOpenAiError, Keys, startTestGateway } from './support/harness.js';
 import { startScriptedWorker, type ScriptedWorker } from './support/scripted-worker.js';
 
 /** Registers a worker record that serves `model` but consumes nothing (jobs stay queued). */
@@ -40,12 +40,6 @@ async function idleWorker(
   await registry.start();
   return registry;
 }
-
-const expectError = (reply: Reply, status: number, fields: Record<string, unknown> = {}) => {
-  expect(reply.status).toBe(status);
-  expect(isOpenAiError(reply.body)).toBe(true);
-  expect((reply.body as { error: Record<string, unknown> }).error).toMatchObject(fields);
-};
 
 describe('auth, tenants, validation and limits', () => {
   const redisUrl = inject('redisUrl');

@@ -101,7 +101,6 @@ export async function createServices(
     redis,
     keys,
     gateway,
-    limiter,
     metrics,
     logger,
   });

@@ -16,6 +16,7 @@ import {
 } from '#contracts';
 import {
   appendStreamEvents,
+  chargeTenantTokens,
   isCancelRequested,
   loadSavedState,
   readStreamedChoices,
@@ -289,7 +290,10 @@ export class JobRunner {
         cachedTokens: finished[0]?.cachedTokens ?? 0,
       },
     };
-    await this.complete(jobId, payload.n);
+    await this.complete(jobId, payload.n, {
+      owner: payload.owner,
+      tokens: result.usage.promptTokens + result.usage.completionTokens,
+    });
     return result;
   }
 
@@ -316,7 +320,7 @@ export class JobRunner {
     if (!isFinished(outcome)) throw new Error('unreachable: suspended outcome handed back');
     if (outcome.finishReason === 'cancelled') throw new UnrecoverableError('cancelled by request');
     const summary = summarizeScore(outcome.logprobs ?? new Float64Array(), payload.windowTokens);
-    await this.complete(jobId, 1);
+    await this.complete(jobId, 1, { owner: payload.owner, tokens: summary.tokens });
     return {
       ...summary,
       ...(payload.tokenLogprobs ? { tokenLogprobs: Array.from(outcome.logprobs ?? []) } : {}),
@@ -366,7 +370,7 @@ export class JobRunner {
       },
       payload.stateTtlSeconds,
     );
-    await this.complete(jobId, 1);
+    await this.complete(jobId, 1, { owner: payload.owner, tokens: outcome.promptTokens });
     return { stateId, model: payload.model, position: outcome.position, expiresAt };
   }
 
@@ -487,9 +491,15 @@ export class JobRunner {
     await appendStreamEvents(this.redis, this.keys, jobId, [end]);
   }
 
-  private async complete(jobId: string, choices: number): Promise<void> {
+  /** Ends the job's stream, charges the tokens it used to its owner and drops its checkpoints. */
+  private async complete(
+    jobId: string,
+    choices: number,
+    usage: { owner: string; tokens: number },
+  ): Promise<void> {
     if (this.abandoned.has(jobId)) throw new Error(`job ${jobId} was abandoned: its lock was lost`);
     await appendStreamEvents(this.redis, this.keys, jobId, [{ type: 'done' }]);
+    await chargeTenantTokens(this.redis, this.keys, usage.owner, usage.tokens);
     await this.checkpoints.deleteJob(jobId, choices);
   }
 
@@ -511,7 +521,7 @@ export class JobRunner {
         text: '',
       })),
     );
-    await this.complete(jobId, n);
+    await this.complete(jobId, n, { owner: payload.owner, tokens: 0 });
     return {
       choices: Array.from({ length: n }, (_unused, index) => ({
         index,

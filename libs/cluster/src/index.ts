@@ -13,3 +13,4 @@ export * from './prefix-cache.js';
 export * from './saved-states.js';
 export * from './stream-batcher.js';
 export * from './model-chat.js';
+export * from './token-usage.js';

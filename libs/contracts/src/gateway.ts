@@ -22,13 +22,20 @@ export interface GatewayKeys {
   batchLines(batchId: string): string;
   /** List of error-file lines written while the input was validated (malformed lines). */
   batchRejects(batchId: string): string;
-  /** Counter of one tenant's requests or tokens in one rate-limit window. */
+  /** Counter of one tenant's requests or tokens in one {@link RATE_LIMIT_WINDOW_MS} window. */
   rateLimit(tenant: string, kind: 'requests' | 'tokens', window: number): string;
   /** Sorted set of model ids by the last time (ms) a live worker advertised them. */
   readonly modelsSeen: string;
   /** A key an upload streams into before it is renamed to its final key. */
   upload(finalKey: string): string;
 }
+
+/**
+ * Rate limits count requests and tokens in fixed windows of this length, numbered
+ * `floor(ms since the epoch / RATE_LIMIT_WINDOW_MS)`. Gateways count requests; workers charge
+ * the tokens of each job when it completes. @defaultValue one minute
+ */
+export const RATE_LIMIT_WINDOW_MS = 60_000;
 
 export function gatewayKeys(prefix: string): GatewayKeys {
   return {

@@ -1,3 +1,4 @@
+import { expect } from 'vitest';
 import { startGateway, type TestGateway } from '#testing';
 
 /** API keys of the test tenants. */
@@ -102,6 +103,13 @@ export async function* sseEvents(response: Response): AsyncGenerator<SseEvent> {
 }
 
 /** OpenAI's error shape, exactly. */
+/** The reply is an error of `status` in OpenAI's shape whose `error` has `fields`. */
+export function expectError(reply: Reply, status: number, fields: Record<string, unknown> = {}) {
+  expect(reply.status).toBe(status);
+  expect(isOpenAiError(reply.body)).toBe(true);
+  expect((reply.body as { error: Record<string, unknown> }).error).toMatchObject(fields);
+}
+
 export function isOpenAiError(body: unknown): boolean {
   if (typeof body !== 'object' || body === null) return false;
   const error = (body as { error?: unknown }).error;

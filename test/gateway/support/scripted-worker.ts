@@ -11,6 +11,7 @@ import {
 } from '#contracts';
 import {
   appendStreamEvents,
+  chargeTenantTokens,
   connectRedisOrFail,
   createLogger,
   createRedis,
@@ -21,7 +22,7 @@ import {
 
 /**
  * A stand-in for a worker that speaks the gateway ↔ worker contract (queue, job payloads, stream
- * events, results, cancellation, saved-state metadata) with a scripted "model" whose output is
+ * events, results, cancellation, saved-state metadata, token charges) with a scripted "model" whose output is
  * known in advance: choice c of a prompt yields tokens `expectedToken(c, i)`. It lets the
  * gateway's own behaviour (SSE framing, reconnects, cancellation, batches) be tested exactly and
  * fast; tests with real worker processes check the same paths end to end.
@@ -143,6 +144,7 @@ async function run(
         },
       };
       await emit([{ type: 'done' }]);
+      await chargeTenantTokens(redis, keys, payload.owner, text.length + completionTokens);
       return result;
     }
     case JobName.Score: {
@@ -156,6 +158,7 @@ async function run(
         { type: 'progress', promptTokensDone: text.length, promptTokensTotal: text.length },
         { type: 'done' },
       ]);
+      await chargeTenantTokens(redis, keys, payload.owner, text.length);
       return { tokens: text.length, totalNll: text.length, perplexity: Math.E, windows: [] };
     }
     case JobName.Digest: {
@@ -177,6 +180,7 @@ async function run(
         .expire(keys.savedStateMeta(stateId), payload.stateTtlSeconds)
         .exec();
       await emit([{ type: 'done' }]);
+      await chargeTenantTokens(redis, keys, payload.owner, position);
       return { stateId, model: payload.model, position, expiresAt: expires.toISOString() };
     }
   }

@@ -3,7 +3,7 @@ import type { NextFunction, Request, Response } from 'express';
 import { ErrorType } from '#contracts';
 import { ApiError } from '../common/api-error.js';
 import { sendApiError, toApiError } from '../common/exception-filter.js';
-import type { RateLimiter } from '../limits/rate-limiter.js';
+import { spendsTokens, type RateLimiter } from '../limits/rate-limiter.js';
 import type { ApiKeys, Principal } from './api-keys.js';
 
 /** The key of a request: `Authorization: Bearer KEY`, or the password of Basic auth (browsers). */
@@ -66,7 +66,7 @@ export function authMiddleware(keys: ApiKeys, limiter: RateLimiter, area: 'api' 
       );
     }
     response.locals.principal = principal;
-    if (!admin) await limiter.admit(principal.tenant);
+    if (!admin) await limiter.admit(principal.tenant, spendsTokens(request.method, request.path));
   };
   return (request: Request, response: Response, next: NextFunction): void => {
     authenticate(request, response).then(

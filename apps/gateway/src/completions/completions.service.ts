@@ -15,7 +15,6 @@ import { ApiError, invalidRequest, notFound } from '../common/api-error.js';
 import { ServerSentEvents, clientGone } from '../common/sse.js';
 import type { JobQueues } from '../jobs/job-queues.js';
 import { newId } from '../jobs/job-queues.js';
-import type { RateLimiter } from '../limits/rate-limiter.js';
 import type { GatewayMetrics } from '../metrics/gateway-metrics.js';
 import type { ModelsService } from '../models/models.service.js';
 import type { StateStore } from '../states/state-store.js';
@@ -48,7 +47,6 @@ export interface CompletionDependencies {
   redis: Redis;
   keys: RedisKeys;
   gateway: GatewayKeys;
-  limiter: RateLimiter;
   metrics: GatewayMetrics;
   logger: Logger;
 }
@@ -172,7 +170,7 @@ export class CompletionsService {
       return;
     }
     const result = await jobs.result(JobName.Generate, record.model, jobId);
-    await this.account(record, result.usage, timing);
+    this.account(record, result.usage, timing);
     const meta: ResponseMeta = { id: jobId, model: record.model, created: record.created };
     response.json(
       record.kind === 'chat' ? chatResponse(meta, result) : completionResponse(meta, result),
@@ -262,7 +260,7 @@ export class CompletionsService {
             break;
           case 'done': {
             const result = await jobs.result(JobName.Generate, record.model, jobId);
-            if (timing !== undefined) await this.account(record, result.usage, timing);
+            if (timing !== undefined) this.account(record, result.usage, timing);
             if (record.includeUsage === '1') sse.send(writer.usageChunk(result.usage), { id });
             sse.send('[DONE]', { id });
             complete = true;
@@ -294,15 +292,11 @@ export class CompletionsService {
     }, RECONNECT_GRACE_MS).unref();
   }
 
-  private async account(
-    record: GatewayJobRecord,
-    usage: Usage,
-    timing: TokenTiming,
-  ): Promise<void> {
-    const { metrics, limiter } = this.deps;
+  /** Token and timing metrics of a finished completion (its tokens were charged by the worker). */
+  private account(record: GatewayJobRecord, usage: Usage, timing: TokenTiming): void {
+    const { metrics } = this.deps;
     metrics.completionTokens.inc({ model: record.model }, usage.completionTokens);
     metrics.promptTokens.inc({ model: record.model }, usage.promptTokens);
     timing.observe(metrics, record.model);
-    await limiter.chargeTokens(record.owner, usage.promptTokens + usage.completionTokens);
   }
 }

@@ -1,14 +1,20 @@
 import type { Redis } from 'ioredis';
-import type { GatewayKeys } from '#contracts';
+import { RATE_LIMIT_WINDOW_MS as WINDOW_MS, type GatewayKeys } from '#contracts';
 import { rateLimited } from '../common/api-error.js';
 
-/** Limits are counted in fixed one-minute windows shared by every gateway through Redis. */
-const WINDOW_MS = 60_000;
+/** `/v1` routes (relative paths) whose POST makes a model process tokens. */
+const TOKEN_SPENDING_ROUTES = /^\/(?:completions|chat\/completions|jobs|states|batches)\/?$/;
+
+/** Whether a `/v1` request makes a model process tokens (and so counts against RATE_LIMIT_TPM). */
+export function spendsTokens(method: string, path: string): boolean {
+  return method === 'POST' && TOKEN_SPENDING_ROUTES.test(path);
+}
 
 /**
- * Per-tenant request and token budgets (RATE_LIMIT_RPM, RATE_LIMIT_TPM; 0 = unlimited).
- * Requests are counted when admitted; tokens when a job reports its usage, so a tenant over its
- * token budget is refused from its next request until the window turns.
+ * Per-tenant request and token budgets (RATE_LIMIT_RPM, RATE_LIMIT_TPM; 0 = unlimited), counted
+ * in fixed one-minute windows shared by every gateway through Redis. Requests are counted when
+ * admitted; tokens by the workers when each job completes (whichever endpoint submitted it), so
+ * a tenant over its token budget is refused from its next request until the window turns.
  */
 export class RateLimiter {
   constructor(
@@ -19,8 +25,11 @@ export class RateLimiter {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Counts one request; throws 429 with Retry-After when a budget is spent. */
-  async admit(tenant: string): Promise<void> {
+  /**
+   * Counts one request; throws 429 with Retry-After when a budget is spent. The token budget
+   * refuses only requests that would spend tokens: a tenant over it can still read its results.
+   */
+  async admit(tenant: string, spendsTokens: boolean): Promise<void> {
     if (this.requestsPerMinute === 0 && this.tokensPerMinute === 0) return;
     const now = this.now();
     const window = Math.floor(now / WINDOW_MS);
@@ -42,7 +51,7 @@ export class RateLimiter {
         'rate_limit_requests',
       );
     }
-    if (this.tokensPerMinute > 0 && tokens >= this.tokensPerMinute) {
+    if (spendsTokens && this.tokensPerMinute > 0 && tokens >= this.tokensPerMinute) {
       throw rateLimited(
         `Rate limit reached: ${this.tokensPerMinute} tokens per minute for this key ` +
           `(${tokens} used). Retry in ${Math.ceil(retryAfter)} s.`,
@@ -50,16 +59,5 @@ export class RateLimiter {
         'rate_limit_tokens',
       );
     }
-  }
-
-  /** Charges tokens a job used (prompt + completion) to the current window. */
-  async chargeTokens(tenant: string, tokens: number): Promise<void> {
-    if (this.tokensPerMinute === 0 || tokens <= 0) return;
-    const key = this.keys.rateLimit(tenant, 'tokens', Math.floor(this.now() / WINDOW_MS));
-    await this.redis
-      .multi()
-      .incrby(key, tokens)
-      .pexpire(key, WINDOW_MS * 2)
-      .exec();
   }
 }
