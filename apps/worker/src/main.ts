@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
 import { modelQueueName, redisKeys } from '#contracts';
 import { loadConfig, workerEnvSchema } from '#config';
 import {
@@ -93,15 +94,20 @@ bootOrExit(async () => {
     runner.cancel(jobId);
   });
 
+  // BullMQ closes only the connections it creates itself: these are quit at shutdown.
+  const queueConnections: Redis[] = [];
   const workers = [...runtimes].map(([modelId, runtime]) => {
+    const connection = createRedis(
+      env.REDIS_URL,
+      'queue',
+      `dijiang:worker:${env.WORKER_ID}:bullmq`,
+      logger,
+    );
+    queueConnections.push(connection);
     const worker = new Worker(
       modelQueueName(modelId),
       async (job, token) => runner.process(job, token, runtime),
-      workerOptions(
-        createRedis(env.REDIS_URL, 'queue', `dijiang:worker:${env.WORKER_ID}:bullmq`, logger),
-        env.QUEUE_PREFIX,
-        env.WORKER_CAPACITY,
-      ),
+      workerOptions(connection, env.QUEUE_PREFIX, env.WORKER_CAPACITY),
     );
     worker.on('failed', (job, error) => {
       logger.warn({ jobId: job?.id, model: modelId, err: error }, 'job failed');
@@ -145,7 +151,9 @@ bootOrExit(async () => {
     await Promise.all(workers.map((worker) => worker.close(true)));
     await Promise.all([...runtimes.values()].map((runtime) => runtime.engine.close()));
     await registry.stop();
-    await Promise.all([redis.quit(), subscriber.quit(), probe.quit()]);
+    await Promise.all(
+      [redis, subscriber, probe, ...queueConnections].map((connection) => connection.quit()),
+    );
     logger.info('worker stopped');
   });
 });

@@ -27,12 +27,7 @@ export async function saveState(
     .exec();
 }
 
-export async function loadSavedStateMeta(
-  redis: Redis,
-  keys: RedisKeys,
-  stateId: string,
-): Promise<SavedStateMeta | undefined> {
-  const raw = await redis.hgetall(keys.savedStateMeta(stateId));
+function parseMeta(raw: Record<string, string>): SavedStateMeta | undefined {
   if (raw.model === undefined || raw.owner === undefined) return undefined;
   return {
     model: raw.model,
@@ -43,13 +38,30 @@ export async function loadSavedStateMeta(
   };
 }
 
+export async function loadSavedStateMeta(
+  redis: Redis,
+  keys: RedisKeys,
+  stateId: string,
+): Promise<SavedStateMeta | undefined> {
+  return parseMeta(await redis.hgetall(keys.savedStateMeta(stateId)));
+}
+
 export async function loadSavedState(
   redis: Redis,
   keys: RedisKeys,
   stateId: string,
 ): Promise<{ meta: SavedStateMeta; state: Buffer } | undefined> {
-  const meta = await loadSavedStateMeta(redis, keys, stateId);
-  const state = await redis.getBuffer(keys.savedState(stateId));
+  // One transaction: the description and the bytes of the same state, never of two versions.
+  const replies = await redis
+    .multi()
+    .hgetall(keys.savedStateMeta(stateId))
+    .getBuffer(keys.savedState(stateId))
+    .exec();
+  const [metaReply, stateReply] = replies ?? [];
+  const failure = metaReply?.[0] ?? stateReply?.[0];
+  if (failure) throw failure;
+  const meta = parseMeta(metaReply?.[1] as Record<string, string>);
+  const state = stateReply?.[1] as Buffer | null;
   if (meta === undefined || state === null) return undefined;
   return { meta, state };
 }

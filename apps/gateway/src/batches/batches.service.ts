@@ -326,6 +326,8 @@ export class BatchesService {
       });
       return;
     }
+    // A validation retried after a crash writes the same lines again: start from an empty list.
+    await redis.del(gateway.batchRejects(batchId));
     for (let start = 0; start < rejects.length; start += WRITE_CHUNK) {
       await redis.rpush(
         gateway.batchRejects(batchId),

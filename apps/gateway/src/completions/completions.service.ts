@@ -270,8 +270,16 @@ export class CompletionsService {
       }
     } finally {
       sse.end();
-      const readersLeft = await redis.hincrby(gateway.gatewayJob(jobId), 'readers', -1);
-      if (!complete && readersLeft <= 0) this.cancelUnlessReconnected(jobId, record);
+      // Bookkeeping that fails (Redis unreachable) must not replace why the stream ended.
+      const readersLeft = await redis
+        .hincrby(gateway.gatewayJob(jobId), 'readers', -1)
+        .catch((error: unknown) => {
+          this.deps.logger.warn({ err: error, jobId }, 'could not count a stream reader out');
+          return undefined;
+        });
+      if (!complete && readersLeft !== undefined && readersLeft <= 0) {
+        this.cancelUnlessReconnected(jobId, record);
+      }
     }
   }
 
