@@ -91,11 +91,19 @@ class Sequence {
 }
 
 /**
+ * While sequences decode, a tick's prefill chunk is sized to cost this share of the decode step:
+ * a tick then takes about 1.6 decode steps, so interactive per-token latency stays well within 2x
+ * of its unloaded value, and documents still advance every tick. At 1.0 the bound would be the
+ * 2x itself, with no room for timing noise. @defaultValue 0.6
+ */
+const PREFILL_SHARE_OF_DECODE = 0.6;
+
+/**
  * The continuous-batching loop of one engine (DESIGN.md decision 2). Each tick steps every
  * decoding sequence together (batch B, T = 1), then advances one prefill by a bounded chunk. The
- * chunk is sized so the prefill costs about as much as the decode step while sequences decode,
- * which keeps their per-token latency near its unloaded value; with nothing decoding it is
- * `maxPrefillChunk`. Prefills are served by priority, round-robin within a priority, so one long
+ * chunk is sized so the prefill costs a fixed share of the decode step while sequences decode
+ * (PREFILL_SHARE_OF_DECODE), which bounds their per-token latency to about 1.6x its unloaded
+ * value; with nothing decoding it is `maxPrefillChunk`. Prefills are served by priority, round-robin within a priority, so one long
  * document never stalls other work of its class.
  */
 export class Scheduler {
@@ -300,7 +308,7 @@ export class Scheduler {
     const { maxPrefillChunk, minPrefillChunk } = this.options;
     if (!decoding) return maxPrefillChunk;
     if (this.prefillTokensPerMs === 0) return minPrefillChunk;
-    const matched = Math.round(this.decodeMs * this.prefillTokensPerMs);
+    const matched = Math.round(PREFILL_SHARE_OF_DECODE * this.decodeMs * this.prefillTokensPerMs);
     return Math.min(maxPrefillChunk, Math.max(minPrefillChunk, matched));
   }
 
