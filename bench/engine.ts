@@ -50,6 +50,9 @@ class IdTokenizer implements Tokenizer {
   encode(text: string): number[] {
     return [...new TextEncoder().encode(text)].map((byte) => byte + 1);
   }
+  encodeIds(text: string): Int32Array {
+    return Int32Array.from(this.encode(text));
+  }
   decode(): string {
     return '';
   }

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const SCRIPTS = ['model.js', 'kernels.js', 'engine.js', 'gateway.js', 'scaling.js'];
+const SCRIPTS = ['model.js', 'kernels.js', 'engine.js', 'documents.js', 'gateway.js', 'scaling.js'];
 const requested = process.argv.slice(2).map((name) => `${name.replace(/\.(js|ts)$/, '')}.js`);
 const unknown = requested.filter((script) => !SCRIPTS.includes(script));
 if (unknown.length > 0) {

@@ -11,6 +11,7 @@ import type {
 import { TokenSampler } from './sampler.js';
 import { StateBatch } from './state-batch.js';
 import { StopStringFilter } from './stop-strings.js';
+import { TokenList } from './token-list.js';
 
 /** Runs one chunk of the model (onnxruntime in the engine thread, or anything in tests). */
 export type RunChunk = (request: ChunkRequest) => Promise<ChunkResult>;
@@ -71,7 +72,7 @@ class Sequence {
   constructor(
     readonly request: SequenceRequest,
     /** Input tokens, then (after start) the replayed output tokens. */
-    readonly tokens: number[],
+    readonly tokens: TokenList,
     readonly inputCount: number,
     readonly prefixes: { tokens: number; hash: string }[],
     stateSize: number,
@@ -163,12 +164,13 @@ export class Scheduler {
   submit(request: SequenceRequest): void {
     if (this.sequences.has(request.id)) throw new Error(`sequence ${request.id} already exists`);
     try {
-      let tokens = this.tokenizer.encode(request.text);
+      const ids = this.tokenizer.encodeIds(request.text);
       // Scoring predicts every text token, the first from end-of-text; generation needs at least
       // one token to feed, and an empty prompt starts from end-of-text as Pythia's training did.
-      if (request.kind === 'score' || (request.kind === 'generate' && tokens.length === 0)) {
-        tokens = [this.tokenizer.eosTokenId, ...tokens];
-      }
+      const tokens =
+        request.kind === 'score' || (request.kind === 'generate' && ids.length === 0)
+          ? new TokenList(ids, this.tokenizer.eosTokenId)
+          : new TokenList(ids);
       const prefixes = prefixHashes(this.config, tokens, request.prefixBlockTokens);
       const sequence = new Sequence(request, tokens, tokens.length, prefixes, this.stateSize);
       this.sequences.set(request.id, sequence);
@@ -341,11 +343,13 @@ export class Scheduler {
     const elapsed = Math.max(performance.now() - started, 0.01);
     this.prefillTokensPerMs = average(this.prefillTokensPerMs, chunk / elapsed);
     if (result.state === undefined) throw new Error('the model returned no state');
-    sequence.state = result.state.slice();
+    // Copied into the sequence's own array: no allocation per chunk, which on a long document
+    // would churn the allocator (and the process's resident memory) for nothing.
+    sequence.state.set(result.state);
     sequence.absorbed = end;
     sequence.position += chunk;
     if (scoring && result.targetLogprobs !== undefined) {
-      sequence.logprobs?.set(Float64Array.from(result.targetLogprobs), from);
+      sequence.logprobs?.set(result.targetLogprobs, from);
     }
     const total = sequence.feedEnd;
     this.emit({ type: 'progress', id: sequence.request.id, done: end, total });
@@ -545,7 +549,7 @@ const MAX_PREFIX_BLOCKS = 32;
  */
 function prefixHashes(
   config: ModelConfig,
-  tokens: readonly number[],
+  tokens: TokenList,
   block: number,
 ): { tokens: number; hash: string }[] {
   if (block <= 0) return [];
@@ -555,7 +559,7 @@ function prefixHashes(
   for (let end = block; end <= last; end += block) {
     const digest = createHash('sha256')
       .update(previous)
-      .update(Int32Array.from(tokens.slice(end - block, end)))
+      .update(tokens.slice(end - block, end))
       .digest();
     previous = digest;
     result.push({ tokens: end, hash: digest.toString('hex') });

@@ -139,6 +139,9 @@ describe('byte tokenizer', () => {
     expect(tokenizer.vocabSize).toBe(257);
     expect(tokenizer.eosTokenId).toBe(256);
     expect(tokenizer.encode('Aé😀')).toEqual([0x41, 0xc3, 0xa9, 0xf0, 0x9f, 0x98, 0x80]);
+    expect(tokenizer.encodeIds('Aé😀')).toEqual(
+      Int32Array.of(0x41, 0xc3, 0xa9, 0xf0, 0x9f, 0x98, 0x80),
+    );
     for (const text of ROUND_TRIP_TEXTS)
       expect(tokenizer.decode(tokenizer.encode(text))).toBe(text);
     expect(tokenizer.decode([0x68, 0x69, 256])).toBe('hi');
@@ -209,6 +212,7 @@ describe('Hugging Face tokenizer.json (byte-level BPE)', () => {
       for (const text of ROUND_TRIP_TEXTS) {
         const ids = gpt2.encode(text);
         expect(ids, JSON.stringify(text)).toEqual(gpt2ReferenceEncode(text));
+        expect(gpt2.encodeIds(text)).toEqual(Int32Array.from(gpt2ReferenceEncode(text)));
         expect(gpt2.decode(ids)).toBe(text);
         expectStreamingDecode(gpt2, ids);
       }

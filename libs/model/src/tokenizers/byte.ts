@@ -18,7 +18,12 @@ export class ByteTokenizer implements Tokenizer {
   readonly eosTokenId = BYTE_EOS_TOKEN_ID;
 
   encode(text: string): number[] {
-    return [...new TextEncoder().encode(text)];
+    return Array.from(new TextEncoder().encode(text));
+  }
+
+  encodeIds(text: string): Int32Array {
+    // Typed array to typed array: no intermediate number array, however long the text.
+    return new Int32Array(new TextEncoder().encode(text));
   }
 
   decode(ids: readonly number[]): string {

@@ -59,6 +59,10 @@ export class HfTokenizer implements Tokenizer {
     return this.model.encode(text).ids;
   }
 
+  encodeIds(text: string): Int32Array {
+    return Int32Array.from(this.encode(text));
+  }
+
   /** Special tokens are skipped; ids without a token (padding rows of the model) decode to ''. */
   decode(ids: readonly number[]): string {
     // tokenizers.js refuses an empty list; nothing decodes to nothing.

@@ -18,6 +18,8 @@ export interface Tokenizer {
   readonly vocabSize: number;
   readonly eosTokenId: number;
   encode(text: string): number[];
+  /** The ids of `encode`, compactly: documents run to millions of tokens. */
+  encodeIds(text: string): Int32Array;
   decode(ids: readonly number[]): string;
   createDecodeStream(): DecodeStream;
 }
