@@ -62,7 +62,10 @@ export const gatewayEnvSchema = z.object({
     .transform((value) => value === 'true'),
   /** Requests per minute per tenant; 0 = unlimited. @defaultValue 600 */
   RATE_LIMIT_RPM: integer(0, 10_000_000).default(600),
-  /** Completion prompt + output tokens per minute per tenant; 0 = unlimited. @defaultValue 1000000 */
+  /**
+   * Tokens per minute per tenant (prompt + output, or scored, or digested), charged by workers as
+   * jobs complete; 0 = unlimited. @defaultValue 1000000
+   */
   RATE_LIMIT_TPM: integer(0, 1_000_000_000).default(1_000_000),
   /** Jobs of one priority class waiting in a model's queue before new ones get 429. @defaultValue 1000 */
   MAX_QUEUE_DEPTH: integer(1, 10_000_000).default(1000),
