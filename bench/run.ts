@@ -6,6 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { withEngineMallocTuning } from '#cluster';
 
 const SCRIPTS = ['model.js', 'kernels.js', 'engine.js', 'documents.js', 'gateway.js', 'scaling.js'];
 const requested = process.argv.slice(2).map((name) => `${name.replace(/\.(js|ts)$/, '')}.js`);
@@ -16,7 +17,12 @@ if (unknown.length > 0) {
 const here = dirname(fileURLToPath(import.meta.url));
 for (const script of requested.length > 0 ? requested : SCRIPTS) {
   console.log(`== bench/${script.replace(/\.js$/, '.ts')}`);
-  const result = spawnSync(process.execPath, [join(here, script)], { stdio: 'inherit' });
+  // Benchmarks run engines in-process and start workers: both with the allocator settings the
+  // launcher and the worker images use.
+  const result = spawnSync(process.execPath, [join(here, script)], {
+    stdio: 'inherit',
+    env: withEngineMallocTuning(process.env),
+  });
   if (result.status !== 0) {
     throw new Error(`benchmark ${script} failed with exit status ${String(result.status)}`);
   }

@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { gatewayEnvSchema, workerEnvSchema } from '#config';
-import { createLogger, WorkerRegistry } from '#cluster';
+import { createLogger, ENGINE_MALLOC_ENV, WorkerRegistry } from '#cluster';
 import { redisKeys } from '#contracts';
 import { assertAppsBuilt, deletePrefix, uniquePrefix } from '#testing';
 
@@ -407,6 +407,12 @@ describe('device targets', () => {
     const from = copiesOf(final).find((copy) => copy.target === '/usr/local/bin/node')?.from;
     const source = stages.find((stage) => stage.name === from);
     expect(source?.image, 'the Node binary comes from the pinned node image').toMatch(/^node:20\./);
+  });
+
+  it('both worker images tune glibc malloc for the engine, as `dijiang up` does', () => {
+    for (const path of ['deploy/worker.Dockerfile', 'deploy/worker-cuda.Dockerfile']) {
+      expect(envOf(finalStageOf(path)), path).toMatchObject(ENGINE_MALLOC_ENV);
+    }
   });
 
   it('the gateway image listens on all interfaces, port 8080', () => {

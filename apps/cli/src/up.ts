@@ -10,6 +10,7 @@ import {
   isPortInUse,
   ReadyMessage,
   spawnService,
+  withEngineMallocTuning,
   startRedisServer,
   type ServiceProcess,
 } from '#cluster';
@@ -90,7 +91,7 @@ export async function runUp(): Promise<void> {
     const workers = await Promise.all(
       Array.from({ length: env.WORKERS }, (_unused, index) =>
         spawnService(`worker-${index + 1}`, process.execPath, [entry('worker')], {
-          env: childEnv,
+          env: withEngineMallocTuning(childEnv),
           isReady: (line) => isLogMessage(line, ReadyMessage.Worker),
           onLine: forward,
           ipc: true,

@@ -9,6 +9,8 @@ import {
   connectRedisOrFail,
   createLogger,
   createRedis,
+  ENGINE_MALLOC_ENV,
+  missingEngineMallocTuning,
   onShutdown,
   PrefixCache,
   publishModelChat,
@@ -24,6 +26,14 @@ import { discoverBundles } from './models.js';
 bootOrExit(async () => {
   const env = loadConfig(workerEnvSchema);
   const logger = createLogger('worker', env.LOG_LEVEL).child({ workerId: env.WORKER_ID });
+  const untuned = missingEngineMallocTuning();
+  if (untuned.length > 0) {
+    logger.warn(
+      { missing: untuned, recommended: ENGINE_MALLOC_ENV },
+      'glibc malloc is not tuned for the engine: large batches decode up to twice slower ' +
+        '(dijiang up and the worker images set these variables)',
+    );
+  }
   const keys = redisKeys(env.QUEUE_PREFIX);
   const probe = createRedis(env.REDIS_URL, 'probe', `dijiang:worker:${env.WORKER_ID}`, logger);
   await connectRedisOrFail(probe, env.REDIS_URL);

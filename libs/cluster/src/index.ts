@@ -14,3 +14,4 @@ export * from './saved-states.js';
 export * from './stream-batcher.js';
 export * from './model-chat.js';
 export * from './token-usage.js';
+export * from './malloc-tuning.js';
