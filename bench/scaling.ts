@@ -161,7 +161,7 @@ async function main(): Promise<void> {
     const two = results[2]?.median;
     if (one === undefined || two === undefined) throw new Error('a configuration did not run');
     const ratio = two.tokensPerSecond / one.tokensPerSecond;
-    const command = 'npm run build && node dist/bench/scaling.js';
+    const command = 'npm run bench -- scaling';
     const rows = {
       machine,
       command,
