@@ -4,10 +4,12 @@
  * BullMQ on a private redis-server, the way `POST /v1/jobs` with a `document_id` reaches it.
  * Each length gets a fresh worker, which first scores a short warm-up document (onnxruntime's
  * first runs of each chunk shape are slow), so the worker's peak resident memory (VmHWM) covers
- * its start, the warm-up and the documents of that length. Throughput is tokens scored per second between
- * the job's start and end (BullMQ's processedOn / finishedOn), the median of several runs for
- * the shorter documents. Targets: peak RSS within 50 MB across lengths, throughput
- * within 10%. Results: bench/results/documents.json and documents.md. Nothing is asserted.
+ * its start, the warm-up and the documents of that length. Throughput is tokens scored per
+ * second between the job's start and end (BullMQ's processedOn / finishedOn), the median of
+ * several runs for the shorter documents. Targets: peak RSS within 50 MB across lengths,
+ * throughput within 10%. Results: bench/results/documents.json and documents.md. Nothing is
+ * asserted. Run it with `npm run bench -- documents`, which applies the allocator settings the
+ * worker images use.
  *
  * Environment: BENCH_DOCUMENT_LENGTHS (default 10000,100000,1000000 tokens).
  */

@@ -165,7 +165,7 @@ async function graphStep(bench: Bench, batch: number): Promise<GraphStep> {
 /**
  * Decode tokens/s at batch B. Prompts are prefilled one per tick while earlier sequences already
  * decode, so only the window in which all B sequences are decoding — after the last one's first
- * token and before the first one's last token — is counted. Each sequence decodes B +
+ * token and before the first one's last token — is counted. Each sequence decodes 3B +
  * BENCH_DECODE_TOKENS tokens so that this window exists.
  */
 async function batchTokensPerSecond(bench: Bench, batch: number): Promise<number> {
@@ -347,7 +347,7 @@ async function main(): Promise<void> {
     '',
     '## Decode throughput vs batch size',
     '',
-    '| shape | batch | tokens/s | ratio to B=1 |',
+    '| shape | batch | tokens/s | ratio to B=1 in this sweep |',
     '| --- | ---: | ---: | ---: |',
     ...throughput.map(
       (row) =>

@@ -376,6 +376,15 @@ describe('per-key rate limits', () => {
         code: 'rate_limit_tokens',
       },
     );
+    // Routes match whatever the case, and so does the budget.
+    expectError(
+      await dave.post('/v1/Chat/Completions', {
+        model: 'scripted',
+        messages: [{ role: 'user', content: 'abc' }],
+      }),
+      429,
+      { code: 'rate_limit_tokens' },
+    );
   });
 });
 

@@ -51,6 +51,8 @@ export class TestProducer {
       },
       { timeoutMs, message: `job ${jobId} to complete` },
     );
+    // Read again: the job may have completed between the read above and its state check.
+    job = await Job.fromId(this.queue(model), jobId);
     return job?.returnvalue;
   }
 

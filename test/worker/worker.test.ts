@@ -274,8 +274,16 @@ describe('worker processes against real Redis', () => {
           (await producer.result(TEST_MODEL_ID, `job-once-${index}`)) as GenerateResult,
       ),
     );
-    // All four ran at once (the worker takes them together); one computed the 640-token prefix
-    // (5 blocks of 128), the other three started from its state.
+    // All four ran at once: each started before any finished (one after another, the cache alone
+    // would give the same counts).
+    const jobs = await Promise.all(
+      questions.map((_question, index) =>
+        producer.queue(TEST_MODEL_ID).getJob(`job-once-${index}`),
+      ),
+    );
+    const firstFinished = Math.min(...jobs.map((job) => job?.finishedOn ?? 0));
+    for (const job of jobs) expect(job?.processedOn ?? Infinity).toBeLessThan(firstFinished);
+    // One computed the 640-token prefix (5 blocks of 128), the other three started from its state.
     expect(results.map((result) => result.usage.cachedTokens).sort((a, b) => a - b)).toEqual([
       0, 640, 640, 640,
     ]);
@@ -285,6 +293,21 @@ describe('worker processes against real Redis', () => {
       );
     }
     expect(await prefixStats()).toMatchObject({ hits: 3, misses: 1 });
+  });
+
+  it('computes the prompt prefix of n choices once', async () => {
+    fresh('prefix-choices');
+    await spawn({ PREFIX_BLOCK_TOKENS: '128' });
+    const prompt = `${'A shared system prompt that many requests start with. '.repeat(12)}Go?`;
+    await producer.add(
+      JobName.Generate,
+      generatePayload(prompt, { ...seeded, max_tokens: 12 }, { n: 3 }),
+      { jobId: 'job-choices' },
+    );
+    const result = (await producer.result(TEST_MODEL_ID, 'job-choices')) as GenerateResult;
+    // The three choices start together: one computes the 640-token prefix, two wait for it.
+    expect(await prefixStats()).toMatchObject({ hits: 2, misses: 1 });
+    expect(result.choices[0]?.text).toBe(await referenceText(prompt, 12, 77));
   });
 
   it('keeps a job for a model no worker serves waiting until such a worker starts', async () => {

@@ -499,7 +499,7 @@ export class JobRunner {
   ): Promise<void> {
     if (this.abandoned.has(jobId)) throw new Error(`job ${jobId} was abandoned: its lock was lost`);
     await appendStreamEvents(this.redis, this.keys, jobId, [{ type: 'done' }]);
-    await chargeTenantTokens(this.redis, this.keys, usage.owner, usage.tokens);
+    await chargeTenantTokens(this.redis, this.keys, jobId, usage.owner, usage.tokens);
     await this.checkpoints.deleteJob(jobId, choices);
   }
 

@@ -30,7 +30,7 @@ bootOrExit(async () => {
   if (untuned.length > 0) {
     logger.warn(
       { missing: untuned, recommended: ENGINE_MALLOC_ENV },
-      'glibc malloc is not tuned for the engine: large batches decode up to twice slower ' +
+      'glibc malloc is not tuned for the engine: large batches decode up to twice as slow ' +
         '(dijiang up and the worker images set these variables)',
     );
   }

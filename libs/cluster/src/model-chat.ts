@@ -24,7 +24,13 @@ export async function readModelChat(
 ): Promise<ModelChat | undefined> {
   const text = await redis.get(keys.modelChat(modelId));
   if (text === null) return undefined;
-  const parsed = modelChatSchema.safeParse(JSON.parse(text));
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new Error(`${keys.modelChat(modelId)} does not hold JSON`, { cause: error });
+  }
+  const parsed = modelChatSchema.safeParse(json);
   if (!parsed.success) {
     throw new Error(
       `${keys.modelChat(modelId)} does not hold a model chat template: ${parsed.error.message}`,

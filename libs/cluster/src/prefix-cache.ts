@@ -215,7 +215,7 @@ export class PrefixCache {
     return longest === undefined ? {} : { longest };
   }
 
-  /** Waits until the claimed prefix's state is stored or its claim ends (stored, released, expired). */
+  /** Waits until the claimed prefix's state is stored or its claim ends (released, expired). */
   private async awaitClaimed(hash: string, claimant: PrefixClaimant): Promise<void> {
     const stateKey = this.keys.prefixState(this.modelId, hash);
     const claimKey = this.keys.prefixClaim(this.modelId, hash);

@@ -38,14 +38,6 @@ function parseMeta(raw: Record<string, string>): SavedStateMeta | undefined {
   };
 }
 
-export async function loadSavedStateMeta(
-  redis: Redis,
-  keys: RedisKeys,
-  stateId: string,
-): Promise<SavedStateMeta | undefined> {
-  return parseMeta(await redis.hgetall(keys.savedStateMeta(stateId)));
-}
-
 export async function loadSavedState(
   redis: Redis,
   keys: RedisKeys,

@@ -38,6 +38,8 @@ export interface RedisKeys {
   readonly prefixIndex: string;
   /** Hash of prefix-cache counters: hits, misses, bytes, evictions. */
   readonly prefixStats: string;
+  /** Set once a job's tokens are charged to its tenant: a retried completion charges nothing. */
+  tokensCharged(jobId: string): string;
   /**
    * A model's chat template (JSON `ModelChat`, see workers.ts), written by each worker that
    * serves the model before it takes jobs, read by gateways to render chat requests.
@@ -62,6 +64,7 @@ export function redisKeys(prefix: string): RedisKeys {
     prefixClaim: (modelId, prefixHash) => `${prefix}:pfx-claim:${modelId}:${prefixHash}`,
     prefixIndex: `${prefix}:pfx:index`,
     prefixStats: `${prefix}:pfx:stats`,
+    tokensCharged: (jobId) => `${prefix}:charged:${jobId}`,
     modelChat: (modelId) => `${prefix}:model:${modelId}:chat`,
   };
 }

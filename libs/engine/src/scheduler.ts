@@ -104,8 +104,8 @@ const PREFILL_SHARE_OF_DECODE = 0.6;
  * decoding sequence together (batch B, T = 1), then advances one prefill by a bounded chunk. The
  * chunk is sized so the prefill costs a fixed share of the decode step while sequences decode
  * (PREFILL_SHARE_OF_DECODE), which bounds their per-token latency to about 1.6x its unloaded
- * value; with nothing decoding it is `maxPrefillChunk`. Prefills are served by priority, round-robin within a priority, so one long
- * document never stalls other work of its class.
+ * value; with nothing decoding it is `maxPrefillChunk`. Prefills are served by priority,
+ * round-robin within a priority, so one long document never stalls other work of its class.
  */
 export class Scheduler {
   private readonly sequences = new Map<string, Sequence>();
@@ -234,7 +234,9 @@ export class Scheduler {
   private applyStart(sequence: Sequence, start: SequenceStart): void {
     const { request } = sequence;
     if (start.state !== undefined) {
-      const state = new Float32Array(start.state);
+      // A copy: the sequence's state is written in place from now on, and the caller's buffer
+      // (a checkpoint, a cached prefix, a saved state) may be read or reused after this.
+      const state = new Float32Array(start.state.slice(0));
       if (state.length !== this.stateSize) {
         throw new Error(
           `start state has ${state.length} floats, the model needs ${this.stateSize}`,

@@ -22,8 +22,8 @@ import {
 
 /**
  * A stand-in for a worker that speaks the gateway ↔ worker contract (queue, job payloads, stream
- * events, results, cancellation, saved-state metadata, token charges) with a scripted "model" whose output is
- * known in advance: choice c of a prompt yields tokens `expectedToken(c, i)`. It lets the
+ * events, results, cancellation, saved-state metadata, token charges) with a scripted "model"
+ * whose output is known in advance: choice c of a prompt yields tokens `expectedToken(c, i)`. It lets the
  * gateway's own behaviour (SSE framing, reconnects, cancellation, batches) be tested exactly and
  * fast; tests with real worker processes check the same paths end to end.
  */
@@ -144,7 +144,7 @@ async function run(
         },
       };
       await emit([{ type: 'done' }]);
-      await chargeTenantTokens(redis, keys, payload.owner, text.length + completionTokens);
+      await chargeTenantTokens(redis, keys, jobId, payload.owner, text.length + completionTokens);
       return result;
     }
     case JobName.Score: {
@@ -158,7 +158,7 @@ async function run(
         { type: 'progress', promptTokensDone: text.length, promptTokensTotal: text.length },
         { type: 'done' },
       ]);
-      await chargeTenantTokens(redis, keys, payload.owner, text.length);
+      await chargeTenantTokens(redis, keys, jobId, payload.owner, text.length);
       return { tokens: text.length, totalNll: text.length, perplexity: Math.E, windows: [] };
     }
     case JobName.Digest: {
@@ -180,7 +180,7 @@ async function run(
         .expire(keys.savedStateMeta(stateId), payload.stateTtlSeconds)
         .exec();
       await emit([{ type: 'done' }]);
-      await chargeTenantTokens(redis, keys, payload.owner, position);
+      await chargeTenantTokens(redis, keys, jobId, payload.owner, position);
       return { stateId, model: payload.model, position, expiresAt: expires.toISOString() };
     }
   }

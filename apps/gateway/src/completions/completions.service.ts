@@ -94,9 +94,10 @@ export class CompletionsService {
     response: Response,
   ): Promise<void> {
     const { jobs, models, states, chatPrompts } = this.deps;
-    const request = await mapRequest(kind, body, tenant, chatPrompts);
     const signal = clientGone(response);
-    await models.awaitWorker(request.model, signal);
+    const request = await mapRequest(kind, body, tenant, chatPrompts, (model) =>
+      models.awaitWorker(model, signal),
+    );
     if (request.stateId !== undefined) {
       const state = await states.get(request.stateId, tenant, 'state_id');
       if (state.model !== request.model) {

@@ -45,12 +45,17 @@ function assertModelId(model: string): void {
  * Validates an OpenAI completion or chat request body and maps it to a generate job for
  * `tenant`, rendering chat messages with the model's chat template. Throws a 400 naming the
  * offending parameter, or 404 `model_not_found` for a model id no worker could ever serve.
+ * `beforeRender` runs once the request is valid and before the template is read: a synchronous
+ * request waits there for a live worker, whose start publishes the template it renders with.
  */
 export async function mapRequest(
   kind: CompletionKind,
   body: unknown,
   tenant: string,
   chatPrompts: ChatPrompts,
+  beforeRender: (model: string) => Promise<void> = async () => {
+    // Batch lines do not wait: they are checked against the model's current template.
+  },
 ): Promise<MappedRequest> {
   let common: ChatRequest | CompletionRequest;
   let text: string;
@@ -63,6 +68,7 @@ export async function mapRequest(
       throw invalidRequest(`Invalid value for '${problem[0]}': ${problem[1]}.`, problem[0]);
     // Checked before the model's chat template is looked up under its id.
     assertModelId(request.model);
+    await beforeRender(request.model);
     text = await chatPrompts.render(request.model, request.messages);
     maxTokens = request.max_completion_tokens ?? request.max_tokens ?? CHAT_DEFAULT_MAX_TOKENS;
     logprobs = request.logprobs === true ? (request.top_logprobs ?? 0) : undefined;
@@ -73,6 +79,7 @@ export async function mapRequest(
     if (problem)
       throw invalidRequest(`Invalid value for '${problem[0]}': ${problem[1]}.`, problem[0]);
     assertModelId(request.model);
+    await beforeRender(request.model);
     text = typeof request.prompt === 'string' ? request.prompt : String(request.prompt[0]);
     // OpenAI's default for the legacy completions endpoint.
     maxTokens = request.max_tokens ?? 16;

@@ -2,8 +2,11 @@ import type { Redis } from 'ioredis';
 import { RATE_LIMIT_WINDOW_MS as WINDOW_MS, type GatewayKeys } from '#contracts';
 import { rateLimited } from '../common/api-error.js';
 
-/** `/v1` routes (relative paths) whose POST makes a model process tokens. */
-const TOKEN_SPENDING_ROUTES = /^\/(?:completions|chat\/completions|jobs|states|batches)\/?$/;
+/**
+ * `/v1` routes (relative paths) whose POST makes a model process tokens. Case-insensitive, as
+ * Express routes are: `/V1/Completions` reaches the same handler.
+ */
+const TOKEN_SPENDING_ROUTES = /^\/(?:completions|chat\/completions|jobs|states|batches)\/?$/i;
 
 /** Whether a `/v1` request makes a model process tokens (and so counts against RATE_LIMIT_TPM). */
 export function spendsTokens(method: string, path: string): boolean {
