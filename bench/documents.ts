@@ -14,22 +14,15 @@
  * Environment: BENCH_DOCUMENT_LENGTHS (default 10000,100000,1000000 tokens).
  */
 import { readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Job, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { JobName, modelQueueName, redisKeys, scoreResultSchema } from '#contracts';
-import {
-  freePort,
-  isLogMessage,
-  queueOptions,
-  ReadyMessage,
-  spawnService,
-  startRedisServer,
-} from '#cluster';
-import { createPresetBundle } from '#model';
+import { isLogMessage, queueOptions, ReadyMessage, spawnService } from '#cluster';
+import { withBenchCluster } from './fixtures.js';
+import { median } from './stats.js';
 import { describeMachine, machineInfo, markdownTable, verdict } from './machine.js';
 
 const LENGTHS = (process.env.BENCH_DOCUMENT_LENGTHS ?? '10000,100000,1000000')
@@ -72,14 +65,6 @@ function peakRssMb(pid: number): number {
  */
 function repeats(tokens: number): number {
   return Math.max(1, Math.min(5, Math.round(300_000 / tokens)));
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1
-    ? (sorted[middle] ?? Number.NaN)
-    : ((sorted[middle - 1] ?? Number.NaN) + (sorted[middle] ?? Number.NaN)) / 2;
 }
 
 interface DocumentRow {
@@ -153,18 +138,10 @@ async function scoreOne(redisUrl: string, modelDir: string, tokens: number): Pro
 
 async function main(): Promise<void> {
   const machine = machineInfo();
-  const dir = await mkdtemp(join(tmpdir(), 'dijiang-bench-documents-'));
-  const modelDir = join(dir, PRESET);
-  await createPresetBundle(modelDir, PRESET);
-  const redis = await startRedisServer({
-    port: await freePort(),
-    dir: join(dir, 'redis'),
-    appendOnly: false,
-  });
-  try {
+  await withBenchCluster('documents', PRESET, async ({ redisUrl, modelDir }) => {
     const rows: DocumentRow[] = [];
     for (const tokens of LENGTHS) {
-      const row = await scoreOne(redis.url, modelDir, tokens);
+      const row = await scoreOne(redisUrl, modelDir, tokens);
       console.log(
         `${tokens} tokens: ${row.tokensPerSecond.toFixed(0)} tokens/s, peak RSS ${row.peakRssMb.toFixed(1)} MB`,
       );
@@ -217,10 +194,7 @@ async function main(): Promise<void> {
     ].join('\n');
     await writeFile(join(out, 'documents.md'), markdown);
     process.stdout.write(markdown);
-  } finally {
-    await redis.stop();
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 }
 
 await main();

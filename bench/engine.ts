@@ -30,6 +30,7 @@ import {
   type Tokenizer,
 } from '#model';
 import { DEFAULT_SAMPLING, Scheduler, type SamplingParams, type SequenceRequest } from '#engine';
+import { percentile } from './stats.js';
 
 const threads = Number(process.env.BENCH_THREADS ?? 2);
 const batches = (process.env.BENCH_BATCHES ?? '1,2,4,8,16,32,64').split(',').map(Number);
@@ -238,11 +239,6 @@ async function decodeThroughput(
     `${preset} B=32 / B=1 in alternation: ${target.ratio.toFixed(2)}x; graph alone ${target.graphCeiling.toFixed(2)}x\n`,
   );
   return { rows, target };
-}
-
-function percentile(values: readonly number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 }
 
 function gaps(arrivals: Map<string, number[]>, ids: readonly string[]): number[] {

@@ -25,6 +25,7 @@ import {
   WorkerRegistry,
 } from '#cluster';
 import { DEFAULT_SAMPLING, Engine, EnginePriority } from '#engine';
+import { percentile } from './stats.js';
 import { describeMachine, machineInfo, markdownTable, verdict } from './machine.js';
 
 const REQUESTS = Number(process.env.BENCH_GATEWAY_REQUESTS ?? 200);
@@ -36,11 +37,6 @@ const KEY = 'sk-bench-0123456789';
 
 const entry = (app: string) =>
   fileURLToPath(new URL(`../apps/${app}/src/main.js`, import.meta.url));
-
-function percentile(values: readonly number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
-}
 
 async function latencies(count: number, run: () => Promise<void>): Promise<number[]> {
   for (let index = 0; index < WARMUP; index += 1) await run();

@@ -6,23 +6,21 @@
  * median of RUNS timed batches per configuration, each after a warm-up batch.
  * Results: bench/results/scaling.json and scaling.md. Nothing is asserted.
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Job, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { generateResultSchema, JobName, modelQueueName, type JobPayloadInput } from '#contracts';
 import {
-  freePort,
   isLogMessage,
   queueOptions,
   ReadyMessage,
   spawnService,
-  startRedisServer,
   type ServiceProcess,
 } from '#cluster';
-import { createPresetBundle } from '#model';
+import { withBenchCluster } from './fixtures.js';
+import { median } from './stats.js';
 import { describeMachine, machineInfo, markdownTable, verdict } from './machine.js';
 
 const JOBS = Number(process.env.BENCH_SCALING_JOBS ?? 64);
@@ -41,14 +39,6 @@ interface BatchTiming {
   seconds: number;
   jobsPerSecond: number;
   tokensPerSecond: number;
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1
-    ? (sorted[middle] ?? Number.NaN)
-    : ((sorted[middle - 1] ?? Number.NaN) + (sorted[middle] ?? Number.NaN)) / 2;
 }
 
 /** Seeded sampling with end-of-text (id 256) banned, so every job makes exactly TOKENS tokens. */
@@ -146,17 +136,9 @@ async function measure(
 
 async function main(): Promise<void> {
   const machine = machineInfo();
-  const dir = await mkdtemp(join(tmpdir(), 'dijiang-bench-scaling-'));
-  const modelDir = join(dir, PRESET);
-  await createPresetBundle(modelDir, PRESET);
-  const redis = await startRedisServer({
-    port: await freePort(),
-    dir: join(dir, 'redis'),
-    appendOnly: false,
-  });
-  try {
+  await withBenchCluster('scaling', PRESET, async ({ redisUrl, modelDir }) => {
     const results: Record<number, Awaited<ReturnType<typeof measure>>> = {};
-    for (const count of WORKER_COUNTS) results[count] = await measure(redis.url, modelDir, count);
+    for (const count of WORKER_COUNTS) results[count] = await measure(redisUrl, modelDir, count);
     const one = results[1]?.median;
     const two = results[2]?.median;
     if (one === undefined || two === undefined) throw new Error('a configuration did not run');
@@ -207,10 +189,7 @@ async function main(): Promise<void> {
     ].join('\n');
     await writeFile(join(out, 'scaling.md'), markdown);
     process.stdout.write(markdown);
-  } finally {
-    await redis.stop();
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 }
 
 await main();

@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,19 +5,9 @@ import { Redis } from 'ioredis';
 import OpenAI, { toFile } from 'openai';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { ServiceProcess } from '#cluster';
-import { appEntry, startWorker, uniquePrefix, type TestGateway } from '#testing';
+import { startWorker, uniquePrefix, type TestGateway } from '#testing';
 import { waitFor } from '../support/wait.js';
-import { Keys, startTestGateway } from './support/harness.js';
-
-/** Runs the `dijiang` command; fails the test with its stderr when it fails. */
-function dijiang(args: string[]): string {
-  const result = spawnSync(process.execPath, [appEntry('cli'), ...args], {
-    encoding: 'utf8',
-    timeout: 60_000,
-  });
-  if (result.status !== 0) throw new Error(`dijiang ${args.join(' ')} failed:\n${result.stderr}`);
-  return result.stdout;
-}
+import { dijiang, greedyGenerate, Keys, startTestGateway } from './support/harness.js';
 
 /**
  * ChatML, as models on the Hugging Face Hub ship it, behind a guard that refuses a conversation
@@ -56,16 +45,7 @@ describe('chat templates from model bundles', () => {
   let redis: Redis;
 
   const greedyOracle = (prompt: string, maxTokens: number): string =>
-    dijiang([
-      'generate',
-      '--model',
-      join(modelsDir, templated),
-      '--max-tokens',
-      String(maxTokens),
-      '--temperature',
-      '0',
-      prompt,
-    ]).replace(/\n$/, '');
+    greedyGenerate(join(modelsDir, templated), prompt, maxTokens);
 
   beforeAll(async () => {
     const templateFile = join(root, 'chatml.jinja');

@@ -1,23 +1,19 @@
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI, { toFile } from 'openai';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { ServiceProcess } from '#cluster';
-import { appEntry, startWorker, uniquePrefix, type TestGateway } from '#testing';
+import { startWorker, uniquePrefix, type TestGateway } from '#testing';
 import { waitFor } from '../support/wait.js';
-import { client, expectError, Keys, startTestGateway } from './support/harness.js';
-
-/** Runs the `dijiang` command; fails the test with its stderr when it fails. */
-function dijiang(args: string[]): string {
-  const result = spawnSync(process.execPath, [appEntry('cli'), ...args], {
-    encoding: 'utf8',
-    timeout: 60_000,
-  });
-  if (result.status !== 0) throw new Error(`dijiang ${args.join(' ')} failed:\n${result.stderr}`);
-  return result.stdout;
-}
+import {
+  client,
+  dijiang,
+  expectError,
+  greedyGenerate,
+  Keys,
+  startTestGateway,
+} from './support/harness.js';
 
 /**
  * End to end: the official `openai` client against a gateway and a real worker process serving
@@ -34,16 +30,7 @@ describe('gateway with a real worker', () => {
   let openai: OpenAI;
 
   const greedyOracle = (prompt: string, maxTokens: number): string =>
-    dijiang([
-      'generate',
-      '--model',
-      modelDir,
-      '--max-tokens',
-      String(maxTokens),
-      '--temperature',
-      '0',
-      prompt,
-    ]).replace(/\n$/, '');
+    greedyGenerate(modelDir, prompt, maxTokens);
 
   beforeAll(async () => {
     dijiang(['model', 'create', '--preset', 'tiny', '--out', modelDir]);

@@ -1,5 +1,33 @@
 import { expect } from 'vitest';
-import { startGateway, type TestGateway } from '#testing';
+import { spawnSync } from 'node:child_process';
+import { appEntry, startGateway, type TestGateway } from '#testing';
+
+/** Runs the `dijiang` command; fails the test with its stderr when it fails. */
+export function dijiang(args: string[]): string {
+  const result = spawnSync(process.execPath, [appEntry('cli'), ...args], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  if (result.status !== 0) throw new Error(`dijiang ${args.join(' ')} failed:\n${result.stderr}`);
+  return result.stdout;
+}
+
+/**
+ * The oracle for greedy output through the cluster: the same bundle run in-process by
+ * `dijiang generate` (no Redis, no gateway).
+ */
+export function greedyGenerate(modelDir: string, prompt: string, maxTokens: number): string {
+  return dijiang([
+    'generate',
+    '--model',
+    modelDir,
+    '--max-tokens',
+    String(maxTokens),
+    '--temperature',
+    '0',
+    prompt,
+  ]).replace(/\n$/, '');
+}
 
 /** API keys of the test tenants. */
 export const Keys = {
