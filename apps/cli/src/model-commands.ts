@@ -1,4 +1,4 @@
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InvalidArgumentError, Option } from 'commander';
 import type { Command } from 'commander';
@@ -47,6 +47,21 @@ function formatBytes(bytes: number): string {
     unit++;
   }
   return `${unit === 0 ? value : value.toFixed(1)} ${units[unit] ?? 'B'}`;
+}
+
+function decaySummary(decay: BundleManifest['decay'], tablePositions: number): string[] {
+  if (decay === undefined) return [];
+  if (decay.form === 'tables') {
+    return [
+      `  decay: position tables of ${tablePositions} entries; past them the last ratio and product continue`,
+    ];
+  }
+  return [
+    `  decay: per-head constant (${tablePositions}-entry tables state it; exact at every position), g per layer:`,
+    ...decay.headDecays.map(
+      (row, layer) => `    layer ${layer}: ${row.map((g) => g.toFixed(4)).join(' ')}`,
+    ),
+  ];
 }
 
 function chatTemplateSummary(chat: BundleManifest['chat']): string {
@@ -101,7 +116,9 @@ export function registerModelCommands(program: Command): void {
 
   model
     .command('inspect')
-    .description('Verify a model bundle and print its config, sizes and memory per sequence')
+    .description(
+      'Verify a model bundle and print its config, sizes, memory per sequence and model card',
+    )
     .argument('<dir>', 'bundle folder')
     .action(async (dir: string) => {
       const { manifest } = await loadBundle(dir);
@@ -115,6 +132,7 @@ export function registerModelCommands(program: Command): void {
         config.attention === 'dijiang'
           ? `  state per sequence ${formatBytes(manifest.stateBytesPerSequence)} (${manifest.stateBytesPerSequence} bytes, any context length)`
           : `  KV cache per token ${formatBytes(manifest.kvBytesPerToken)} (${manifest.kvBytesPerToken} bytes)`,
+        ...decaySummary(manifest.decay, config.maxPositionEmbeddings),
         `  ${chatTemplateSummary(manifest.chat)}`,
         `  graphs: ${Object.entries(manifest.graphs)
           .map(([precision, file]) => `${precision} ${file}`)
@@ -126,6 +144,13 @@ export function registerModelCommands(program: Command): void {
         ),
         '',
       ];
+      if (manifest.card !== undefined) {
+        lines.push(
+          `model card (${manifest.card}):`,
+          '',
+          await readFile(join(dir, manifest.card), 'utf8'),
+        );
+      }
       process.stdout.write(lines.join('\n'));
     });
 

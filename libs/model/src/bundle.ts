@@ -2,7 +2,8 @@
  * Model bundles: a folder with `model.json` (the manifest), `model.onnx` (+ `model.onnx.data` when
  * the weights are large), optionally `model-fp16.onnx` for CUDA workers, and `tokenizer.json` when
  * the tokenizer is 'hf'. Loading verifies every listed file's size and sha256. The manifest may
- * carry the model's chat template (see chat-template.ts).
+ * carry the model's chat template (see chat-template.ts), a model card (`README.md`, the
+ * checkpoint's own) and, for DiJiang, the form of its decay (see decay.ts).
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -18,15 +19,27 @@ import {
 } from './config.js';
 import { writeOnnxModel, type ExternalDataMode } from './onnx/export.js';
 import type { Precision } from './onnx/model-graph.js';
+import { decayForm } from './decay.js';
 import { parameterCount, validateWeights, type Weights } from './weights.js';
 
 export const BUNDLE_MANIFEST = 'model.json';
 export const BUNDLE_TOKENIZER = 'tokenizer.json';
+export const BUNDLE_CARD = 'README.md';
 export const BUNDLE_GRAPHS = {
   fp32: 'model.onnx',
   fp16: 'model-fp16.onnx',
 } as const satisfies Record<Precision, string>;
 export const BUNDLE_FORMAT = 1;
+
+const headValuesSchema = z.array(z.array(z.number().positive()));
+const decayFormSchema = z.discriminatedUnion('form', [
+  z.strictObject({
+    form: z.literal('constant'),
+    headDecays: headValuesSchema,
+    headProducts: headValuesSchema,
+  }),
+  z.strictObject({ form: z.literal('tables') }),
+]);
 
 const fileEntrySchema = z.strictObject({
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
@@ -49,6 +62,10 @@ export const bundleManifestSchema = z.strictObject({
   seed: z.number().int().optional(),
   /** How chat messages become this model's prompt; absent: the gateway's default format. */
   chat: bundleChatSchema.optional(),
+  /** DiJiang only: per-head constant decay (exact at any length) or position tables. */
+  decay: decayFormSchema.optional(),
+  /** The model card's file name (data, licence, training, validation loss, limits), if any. */
+  card: z.literal(BUNDLE_CARD).optional(),
 });
 export type BundleManifest = z.infer<typeof bundleManifestSchema>;
 
@@ -65,6 +82,8 @@ export interface WriteBundleOptions {
   tokenizerJsonPath?: string;
   /** The model's chat template, recorded in the manifest. */
   chat?: BundleChat;
+  /** Path of a model card (Markdown) to copy into the bundle as README.md. */
+  cardPath?: string;
 }
 
 export async function sha256File(path: string): Promise<string> {
@@ -112,9 +131,13 @@ export async function writeBundle(
     written.push(onnx.modelPath);
     if (onnx.dataPath !== undefined) written.push(onnx.dataPath);
   }
-  if (options.tokenizerJsonPath !== undefined) {
-    const target = join(dir, BUNDLE_TOKENIZER);
-    await copyFile(options.tokenizerJsonPath, target);
+  for (const [source, name] of [
+    [options.tokenizerJsonPath, BUNDLE_TOKENIZER],
+    [options.cardPath, BUNDLE_CARD],
+  ] as const) {
+    if (source === undefined) continue;
+    const target = join(dir, name);
+    await copyFile(source, target);
     written.push(target);
   }
   const files: BundleManifest['files'] = {};
@@ -131,12 +154,27 @@ export async function writeBundle(
     kvBytesPerToken: kvBytesPerToken(config),
     ...(options.seed === undefined ? {} : { seed: options.seed }),
     ...(options.chat === undefined ? {} : { chat: options.chat }),
+    ...(config.attention === 'dijiang' ? { decay: roundedDecayForm(config, weights) } : {}),
+    ...(options.cardPath === undefined ? {} : { card: BUNDLE_CARD }),
   };
   await writeFile(
     join(dir, BUNDLE_MANIFEST),
     `${JSON.stringify(bundleManifestSchema.parse(manifest), null, 2)}\n`,
   );
   return manifest;
+}
+
+/** The decay form with values to 8 significant digits: readable, and exact enough to state g. */
+function roundedDecayForm(config: ModelConfig, weights: Weights): z.infer<typeof decayFormSchema> {
+  const form = decayForm(config, weights);
+  if (form.form === 'tables') return form;
+  const round = (rows: number[][]): number[][] =>
+    rows.map((row) => row.map((value) => Number(value.toPrecision(8))));
+  return {
+    form: 'constant',
+    headDecays: round(form.headDecays),
+    headProducts: round(form.headProducts),
+  };
 }
 
 export interface LoadedBundle {

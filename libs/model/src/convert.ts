@@ -2,7 +2,8 @@
  * Hugging Face GPT-NeoX checkpoint -> model bundle (`dijiang model convert`).
  *
  * Reads `config.json`, the safetensors weights (single or sharded; F32, F16 or BF16) and, when
- * present, `tokenizer.json` and the chat template of `tokenizer_config.json`. A checkpoint with
+ * present, `tokenizer.json`, the chat template of `tokenizer_config.json` and the model card
+ * (`README.md`, copied into the bundle). A checkpoint with
  * DiJiang tensors is served as trained; a plain Pythia checkpoint gets the paper's transform step
  * (DiJiang tensors initialised from a seed), or keeps softmax attention with
  * `attention: 'softmax'`. Every tensor is checked (name, shape, finite values, positive D1) before
@@ -11,7 +12,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { z } from 'zod';
-import { bundleManifestSchema, writeBundle } from './bundle.js';
+import { BUNDLE_CARD, bundleManifestSchema, writeBundle } from './bundle.js';
 import type { BundleManifest } from './bundle.js';
 import { readCheckpointChat } from './chat-template.js';
 import type { BundleChat } from './chat-template.js';
@@ -106,6 +107,8 @@ export interface HfCheckpoint {
   readonly tokenizerFile: string | undefined;
   /** The chat template (`tokenizer_config.json`'s, or the one given instead), if any. */
   readonly chat: BundleChat | undefined;
+  /** Path of the model card (`README.md`) when the checkpoint has one. */
+  readonly cardFile: string | undefined;
 }
 
 export interface ReadHfCheckpointOptions {
@@ -183,6 +186,8 @@ export async function readHfCheckpoint(
     }
     const tokenizerPath = join(directory, TOKENIZER_FILE);
     const tokenizerFile = (await isFile(tokenizerPath)) ? tokenizerPath : undefined;
+    const cardPath = join(directory, BUNDLE_CARD);
+    const cardFile = (await isFile(cardPath)) ? cardPath : undefined;
     const config = modelConfigFromHf(
       hfConfig,
       attention,
@@ -223,7 +228,7 @@ export async function readHfCheckpoint(
     validateWeights(config, weights);
     for (const [name, tensor] of weights) assertFinite(name, tensor);
     if (config.attention === 'dijiang') assertPositiveD1(config, weights);
-    return { config, weights, dijiangSource, tokenizerFile, chat };
+    return { config, weights, dijiangSource, tokenizerFile, chat, cardFile };
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     throw new Error(`checkpoint ${directory}: ${message}`, { cause: error });
@@ -262,6 +267,7 @@ export async function convertCheckpoint(
       ? {}
       : { tokenizerJsonPath: checkpoint.tokenizerFile }),
     ...(checkpoint.chat === undefined ? {} : { chat: checkpoint.chat }),
+    ...(checkpoint.cardFile === undefined ? {} : { cardPath: checkpoint.cardFile }),
   });
   return { manifest, dijiangSource: checkpoint.dijiangSource };
 }

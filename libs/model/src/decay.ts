@@ -57,3 +57,63 @@ export function decayTables(config: ModelConfig, weights: Weights): DecayTables 
   }
   return { logRatio, coefficient };
 }
+
+/**
+ * How a DiJiang bundle's decay behaves along positions, recorded in its manifest:
+ * - `constant`: per layer and head one ratio r = g and one product c at every position (D1[t] =
+ *   a g^t, D2[t] = b g^-t). The tables then only need to be long enough to state g (the trainer
+ *   writes 64 positions or fewer), and the graph's continuation past them is exact at any length,
+ *   however short the memory (g = 0.3 is fine: g^2047 would underflow a 2048-entry table).
+ * - `tables`: ratios or products that vary with position (a fine-tuned checkpoint's). Past the
+ *   tables the last ratio and product continue: our extension, not the authors' (DIJIANG.md §4).
+ */
+export type DecayForm =
+  | {
+      readonly form: 'constant';
+      readonly headDecays: number[][];
+      readonly headProducts: number[][];
+    }
+  | { readonly form: 'tables' };
+
+/**
+ * Tolerances for calling tables constant: float32 tables round each D1 and D2 entry by up to
+ * 6e-8 relative, so log ratios differ by ~1.2e-7 and products by ~1.2e-7 relative.
+ */
+const CONSTANT_LOG_RATIO_ATOL = 1e-6;
+const CONSTANT_PRODUCT_RTOL = 1e-5;
+
+export function decayForm(config: ModelConfig, weights: Weights): DecayForm {
+  const { logRatio, coefficient } = decayTables(config, weights);
+  const heads = config.numHeads;
+  const maxPos = config.maxPositionEmbeddings;
+  const headDecays: number[][] = [];
+  const headProducts: number[][] = [];
+  for (let layer = 0; layer < config.numLayers; layer++) {
+    const ratios = logRatio[layer] ?? new Float64Array();
+    const products = coefficient[layer] ?? new Float64Array();
+    const layerDecays: number[] = [];
+    const layerProducts: number[] = [];
+    for (let h = 0; h < heads; h++) {
+      const firstLogRatio = ratios[heads + h] ?? Number.NaN;
+      const product = products[h] ?? Number.NaN;
+      let logRatioSum = 0;
+      for (let t = 1; t < maxPos; t++) {
+        const logRatioAt = ratios[t * heads + h] ?? Number.NaN;
+        const productAt = products[t * heads + h] ?? Number.NaN;
+        if (
+          !(Math.abs(logRatioAt - firstLogRatio) <= CONSTANT_LOG_RATIO_ATOL) ||
+          !(Math.abs(productAt - product) <= CONSTANT_PRODUCT_RTOL * Math.abs(product))
+        ) {
+          return { form: 'tables' };
+        }
+        logRatioSum += logRatioAt;
+      }
+      // The mean over the table: each entry's float32 rounding averages out.
+      layerDecays.push(Math.exp(logRatioSum / (maxPos - 1)));
+      layerProducts.push(product);
+    }
+    headDecays.push(layerDecays);
+    headProducts.push(layerProducts);
+  }
+  return { form: 'constant', headDecays, headProducts };
+}

@@ -42,6 +42,15 @@ describe('model bundles', () => {
     expect(manifest.stateBytesPerSequence).toBe(2 * 4 * 32 * 32 * 4);
     expect(manifest.stateBytesPerSequence).toBe(stateBytesPerSequence(config));
     expect(manifest.kvBytesPerToken).toBe(0);
+    // The released initialisation D1 = g^t, D2 = g^-t is constant decay per head, with
+    // g_h = 1 - exp(linspace(ln 1/32, ln 1/512, H)): for H = 4, 1 - 1/32, 1 - 1/80.6, 1 - 1/203, 1 - 1/512.
+    const released = [0, 1, 2, 3].map(
+      (h) => 1 - Math.exp(Math.log(1 / 32) - (h * Math.log(16)) / 3),
+    );
+    if (manifest.decay?.form !== 'constant') throw new Error('expected constant decay');
+    for (const row of manifest.decay.headDecays)
+      expectClose(row, released, 'head decays', { rtol: 1e-6, atol: 0 });
+    expect(manifest.card).toBeUndefined();
     expect(Object.keys(manifest.files)).toEqual(['model.onnx']);
     expect(manifest.files['model.onnx']?.sha256).toBe(await sha256File(join(dir, 'model.onnx')));
 
