@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # The CPU worker image (build context: the repository root). It also serves as the one-shot model
-# builder in docker-compose.yml (`node bin/dijiang.js model create …`), so it carries bin/.
+# builder in docker-compose.yml (`node bin/dijiang.js model convert …` of the committed default
+# checkpoint), so it carries bin/ and checkpoints/.
 # Stages: `build` compiles TypeScript with every dependency, `prod-deps` installs production
 # dependencies only, and the final stage carries just those, the compiled dist/ and tini.
 
@@ -34,6 +35,7 @@ COPY package.json ./
 COPY --from=prod-deps /app/node_modules node_modules
 COPY --from=build /app/dist dist
 COPY bin bin
+COPY checkpoints checkpoints
 # A named volume mounted on /models starts with this folder's owner, so the model builder,
 # running as `node`, can write the bundle into it.
 RUN mkdir /models && chown node:node /models

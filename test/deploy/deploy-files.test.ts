@@ -19,6 +19,7 @@ import { z } from 'zod';
 import { gatewayEnvSchema, workerEnvSchema } from '#config';
 import { createLogger, ENGINE_MALLOC_ENV, WorkerRegistry } from '#cluster';
 import { redisKeys } from '#contracts';
+import { DEFAULT_MODEL_CHECKPOINT } from '#model';
 import { assertAppsBuilt, deletePrefix, uniquePrefix } from '#testing';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -179,12 +180,21 @@ describe('docker-compose.yml', () => {
     expect(Object.keys(compose.volumes)).toEqual(expect.arrayContaining(['redis-data', 'models']));
   });
 
-  it('builds the model once into the shared volume the workers read', () => {
+  it('converts the committed default model once into the shared volume the workers read', () => {
     const builder = service('model-builder');
     const script = [builder.command ?? []].flat().join(' ');
-    expect(script).toMatch(/^sh -c test -f \/models\/small\/model\.json \|\| /);
-    expect(script).toContain('node bin/dijiang.js model create --preset small');
-    expect(script).toContain('--out /models/small --fp16');
+    expect(script).toMatch(/^sh -c test -f \/models\/austen-small\/model\.json \|\| /);
+    expect(script).toContain('node bin/dijiang.js model convert --from checkpoints/austen-small');
+    expect(script).toContain('--out /models/austen-small --fp16');
+    expect(script).toContain(DEFAULT_MODEL_CHECKPOINT);
+    // The builder runs the CPU worker image, which must carry the checkpoint it converts.
+    const copies = copiesOf(finalStageOf('deploy/worker.Dockerfile'));
+    expect(copies).toContainEqual({
+      from: undefined,
+      sources: ['checkpoints'],
+      target: 'checkpoints',
+    });
+    expect(existsSync(join(root, DEFAULT_MODEL_CHECKPOINT, 'model.safetensors'))).toBe(true);
     expect(builder.volumes).toEqual(['models:/models']);
     for (const name of ['worker', 'worker-cuda']) {
       expect(service(name).volumes).toEqual(['models:/models:ro']);

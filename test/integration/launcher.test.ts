@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, isLogMessage } from '#cluster';
+import { DEFAULT_MODEL_CHECKPOINT, DEFAULT_MODEL_ID } from '#model';
+import { englishWordShare } from '#testing';
 import { waitFor } from '../support/wait.js';
 
 const cli = fileURLToPath(new URL('../../bin/dijiang.js', import.meta.url));
@@ -64,14 +66,14 @@ describe('dijiang up', () => {
       if (isAlive(pid)) process.kill(pid, 'SIGKILL');
   });
 
-  it('builds the default model when MODEL_DIR has none, and serves it', async () => {
-    expect(output).toMatch(/building the default 'small' model/);
+  it('converts the committed default model when MODEL_DIR has none, and serves it', async () => {
+    expect(output).toContain(`converting the default model ${DEFAULT_MODEL_CHECKPOINT}`);
     const body = (await (await fetch(url('/health/ready'))).json()) as {
       workers: { list: { models: string[] }[] };
     };
     expect(body.workers.list.map((worker) => worker.models)).toEqual([
-      ['small-dijiang'],
-      ['small-dijiang'],
+      [DEFAULT_MODEL_ID],
+      [DEFAULT_MODEL_ID],
     ]);
   });
 
@@ -92,12 +94,13 @@ describe('dijiang up', () => {
     for (const worker of body.workers.list) expect(children).toContain(worker.pid);
   });
 
-  it('answers the printed example request with the printed key', async () => {
+  it('answers the printed example request with the printed key, in English words', async () => {
     const key = /API key for this run \(API_KEYS unset\): (\S+)/.exec(output)?.[1] ?? '';
+    const example = /curl \S+\/v1\/completions .* -d '(\{.*\})'/.exec(output)?.[1] ?? '{}';
     const response = await fetch(url('/v1/completions'), {
       method: 'POST',
       headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
-      body: JSON.stringify({ model: 'small-dijiang', prompt: 'Hello', max_tokens: 16 }),
+      body: example,
     });
     expect(response.status).toBe(200);
     const body = (await response.json()) as {
@@ -107,6 +110,10 @@ describe('dijiang up', () => {
     };
     expect(body.object).toBe('text_completion');
     expect(body.usage.completion_tokens).toBeGreaterThan(0);
+    // The trained default model writes English: most of what it says are dictionary words.
+    const { words, share } = englishWordShare(body.choices[0]?.text ?? '');
+    expect(words.length, body.choices[0]?.text).toBeGreaterThanOrEqual(6);
+    expect(share, body.choices[0]?.text).toBeGreaterThanOrEqual(0.8);
     const unauthorized = await fetch(url('/v1/models'));
     expect(unauthorized.status).toBe(401);
   });

@@ -2,7 +2,12 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { BUNDLE_MANIFEST, createPresetBundle, DEFAULT_PRESET } from '#model';
+import {
+  BUNDLE_MANIFEST,
+  convertCheckpoint,
+  DEFAULT_MODEL_CHECKPOINT,
+  DEFAULT_MODEL_ID,
+} from '#model';
 import { launcherEnvSchema, loadConfig } from '#config';
 import {
   freePort,
@@ -121,7 +126,7 @@ export async function runUp(): Promise<void> {
   if (localKey !== undefined) log(`API key for this run (API_KEYS unset): ${localKey}`);
   log(
     `try: curl ${url}/v1/completions -H "Authorization: Bearer ${key}" ` +
-      `-H "Content-Type: application/json" -d '{"model":"${modelId}","prompt":"Hello","max_tokens":16}'`,
+      `-H "Content-Type: application/json" -d '${JSON.stringify(exampleRequest(modelId))}'`,
   );
   log(`health: curl ${url}/health/ready`);
 
@@ -138,8 +143,8 @@ export async function runUp(): Promise<void> {
 }
 
 /**
- * MODEL_DIR as given when it holds a bundle; otherwise the default preset is built into
- * MODEL_DIR/<preset> (seeded, so every machine builds the same model).
+ * MODEL_DIR as given when it holds a bundle; otherwise the committed default checkpoint is
+ * converted into MODEL_DIR/<id> (the same bundle on every machine).
  */
 async function ensureDefaultModel(
   modelDir: string,
@@ -159,11 +164,20 @@ async function ensureDefaultModel(
     };
     return { modelDir: root, modelId: manifest.id };
   }
-  const dir = join(root, DEFAULT_PRESET);
-  log(`no model in ${modelDir}: building the default '${DEFAULT_PRESET}' model into ${dir}`);
-  const manifest = await createPresetBundle(dir, DEFAULT_PRESET);
+  const dir = join(root, DEFAULT_MODEL_ID);
+  // From dist/apps/cli/src/ to the project root.
+  const checkpoint = new URL(`../../../../${DEFAULT_MODEL_CHECKPOINT}`, import.meta.url).pathname;
+  log(
+    `no model in ${modelDir}: converting the default model ${DEFAULT_MODEL_CHECKPOINT} into ${dir}`,
+  );
+  const { manifest } = await convertCheckpoint(checkpoint, dir, { id: DEFAULT_MODEL_ID });
   log(`built model ${manifest.id} (${manifest.parameterCount} parameters)`);
   return { modelDir: root, modelId: manifest.id };
+}
+
+/** The request `dijiang up` prints (and the README shows): a greedy continuation of "It was". */
+function exampleRequest(model: string): object {
+  return { model, prompt: 'It was', max_tokens: 48, temperature: 0 };
 }
 
 function log(message: string): void {

@@ -2,12 +2,17 @@ import { writeBundle, type BundleManifest } from './bundle.js';
 import { presetConfig, type AttentionKind, type PresetName } from './config.js';
 import { initWeights } from './weights.js';
 
-/** The model `npm start` serves when MODEL_DIR holds none: small, byte-level, seeded. */
-export const DEFAULT_PRESET: PresetName = 'small';
+/**
+ * The model `npm start` and compose serve when MODEL_DIR holds none: the `small` shape trained by
+ * tools/train on Austen's novels, committed as a checkpoint with its model card and converted to
+ * a bundle on first start. Its folder, relative to the project root.
+ */
+export const DEFAULT_MODEL_ID = 'austen-small';
+export const DEFAULT_MODEL_CHECKPOINT = `checkpoints/${DEFAULT_MODEL_ID}`;
 
 /**
- * Writes a bundle of a preset with seeded random weights: deterministic, so nothing binary needs
- * committing (DESIGN.md decision 7). Random weights produce text-shaped noise, not language.
+ * Writes a bundle of a preset with seeded random weights, for tests and benchmarks: deterministic,
+ * so nothing binary needs committing. Random weights produce text-shaped noise, not language.
  */
 export async function createPresetBundle(
   dir: string,

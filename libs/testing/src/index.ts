@@ -1,3 +1,4 @@
 export * from './redis.js';
 export * from './apps.js';
 export * from './model.js';
+export * from './english.js';
