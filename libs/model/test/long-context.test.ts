@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { decayForm, logSoftmaxRows, modelConfigSchema, oracleLogits, type Weights } from '#model';
+import {
+  decayForm,
+  logSoftmaxRows,
+  modelConfigSchema,
+  oracleLogits,
+  type ModelConfig,
+  type Weights,
+} from '#model';
 import { expectClose, openTestModel, randomIds, runSchedule, testWeights } from './support.js';
 
 // A narrow model with the full 2048-entry decay tables keeps the float64 oracle at 20,000 tokens
@@ -19,6 +26,26 @@ const config = modelConfigSchema.parse({
   tokenizer: 'byte',
 });
 const LENGTH = 20_000;
+
+/** The graph's log-prob of each next token at `checked` positions equals the float64 oracle's. */
+function expectOracleTargets(
+  model: ModelConfig,
+  weights: Weights,
+  ids: readonly number[],
+  targetLogprobs: Float32Array,
+  checked: readonly number[],
+): void {
+  const vocab = model.vocabSize;
+  const expected = logSoftmaxRows(
+    oracleLogits(model, weights, ids, { logitPositions: checked }),
+    vocab,
+  );
+  expectClose(
+    checked.map((position) => targetLogprobs[position] ?? Number.NaN),
+    checked.map((position, row) => expected[row * vocab + (ids[position + 1] ?? 0)] ?? Number.NaN),
+    'target log-probs at checked positions',
+  );
+}
 const CHECKED = [0, 1500, 2046, 2047, 2048, 2049, 4000, 12_345, LENGTH - 2];
 
 describe('past the decay tables', () => {
@@ -30,18 +57,7 @@ describe('past the decay tables', () => {
     expect(run.targetLogprobs.every(Number.isFinite)).toBe(true);
     expect((run.final.state ?? new Float32Array([Number.NaN])).every(Number.isFinite)).toBe(true);
 
-    const vocab = config.vocabSize;
-    const expected = logSoftmaxRows(
-      oracleLogits(config, weights, ids, { logitPositions: CHECKED }),
-      vocab,
-    );
-    expectClose(
-      CHECKED.map((position) => run.targetLogprobs[position] ?? Number.NaN),
-      CHECKED.map(
-        (position, row) => expected[row * vocab + (ids[position + 1] ?? 0)] ?? Number.NaN,
-      ),
-      'target log-probs at checked positions',
-    );
+    expectOracleTargets(config, weights, ids, run.targetLogprobs, CHECKED);
     await session.release();
   });
 });
@@ -83,18 +99,7 @@ describe('per-head constant decay in short tables', () => {
     const ids = randomIds(SHORT_LENGTH, shortMemory.vocabSize, 11);
     const run = await runSchedule(session, shortMemory, ids, [4096, 1, 2999]);
     expect(run.targetLogprobs.every(Number.isFinite)).toBe(true);
-    const vocab = shortMemory.vocabSize;
-    const expected = logSoftmaxRows(
-      oracleLogits(shortMemory, weights, ids, { logitPositions: SHORT_CHECKED }),
-      vocab,
-    );
-    expectClose(
-      SHORT_CHECKED.map((position) => run.targetLogprobs[position] ?? Number.NaN),
-      SHORT_CHECKED.map(
-        (position, row) => expected[row * vocab + (ids[position + 1] ?? 0)] ?? Number.NaN,
-      ),
-      'target log-probs at checked positions',
-    );
+    expectOracleTargets(shortMemory, weights, ids, run.targetLogprobs, SHORT_CHECKED);
     await session.release();
   });
 

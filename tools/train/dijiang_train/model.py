@@ -143,6 +143,11 @@ def dijiang_chunked(
     return torch.cat(outputs, dim=2), state
 
 
+def causal_mask(length: int, device: torch.device) -> torch.Tensor:
+    """[T, T] additive mask: 0 on and below the diagonal, -inf above."""
+    return torch.full((length, length), float("-inf"), device=device).triu(1)
+
+
 class Attention(nn.Module):
     def __init__(self, config: ModelConfig, chunk: int):
         super().__init__()
@@ -172,10 +177,10 @@ class Attention(nn.Module):
         q, k, v = qkv[..., :d], qkv[..., d : 2 * d], qkv[..., 2 * d :]
         q, k = self.rotary(q, positions), self.rotary(k, positions)
         if self.config.attention == "softmax":
-            scores = (q @ k.transpose(-1, -2)) / math.sqrt(d)
-            causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
-            scores = scores.masked_fill(~causal, float("-inf"))
-            out = scores.softmax(-1) @ v
+            # Scale q (B*T*d values) rather than the scores (B*T*T), and mask by adding -inf:
+            # elementwise passes over the T x T scores cost more than the matmuls here.
+            scores = (q * (1 / math.sqrt(d))) @ k.transpose(-1, -2)
+            out = (scores + causal_mask(length, x.device)).softmax(-1) @ v
             merged = out.transpose(1, 2).reshape(batch, length, hidden)
             return self.dense(merged), None
         phi_q = (q @ self.proj_matrix).softmax(-1)
