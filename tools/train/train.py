@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dijiang_train.card import write_model_card  # noqa: E402
 from dijiang_train.checkpoint import export_checkpoint, load_checkpoint  # noqa: E402
 from dijiang_train.data import Batches, load_training_stream, scoring_stream, streaming_nll, windowed_nll  # noqa: E402
-from dijiang_train.model import PRESETS, GPTNeoX, init_weights, preset_config  # noqa: E402
+from dijiang_train.model import BYTE_VOCAB_SIZE, PRESETS, GPTNeoX, init_weights, preset_config  # noqa: E402
 
 STATE_FILE = "trainer-state.pt"
 LOG_FILE = "train-log.jsonl"
@@ -70,7 +70,13 @@ def learning_rate(args, step: int, total: int) -> float:
 
 def build_model(args) -> tuple[GPTNeoX, str]:
     if args.init_from is not None:
-        return load_checkpoint(args.init_from, args.attention, args.chunk, args.seed)
+        model, origin = load_checkpoint(args.init_from, args.attention, args.chunk, args.seed)
+        if model.config.vocab_size != BYTE_VOCAB_SIZE:
+            raise SystemExit(
+                f"{args.init_from}: vocab_size {model.config.vocab_size} is not the byte vocabulary ({BYTE_VOCAB_SIZE}); "
+                "this trainer feeds bytes, so a checkpoint with its own tokenizer (Pythia's) cannot be trained on its corpus"
+            )
+        return model, origin
     model = GPTNeoX(preset_config(args.preset, args.attention or "dijiang"), args.chunk)
     init_weights(model, args.seed)
     return model, "scratch"
@@ -92,6 +98,12 @@ def log(line: str) -> None:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    for name in ("tokens", "batch_size", "seq_len", "lr", "threads", "chunk", "eval_every", "save_every", "log_every"):
+        if not getattr(args, name) > 0:
+            raise SystemExit(f"--{name.replace('_', '-')} must be positive")
+    for name in ("corpus.json", "train.txt", "valid.txt"):
+        if not (args.corpus / name).is_file():
+            raise SystemExit(f"--corpus {args.corpus}: no {name} (write the corpus with tools/train/prepare_corpus.py)")
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   BUNDLE_MANIFEST,
   convertCheckpoint,
@@ -166,7 +167,9 @@ async function ensureDefaultModel(
   }
   const dir = join(root, DEFAULT_MODEL_ID);
   // From dist/apps/cli/src/ to the project root.
-  const checkpoint = new URL(`../../../../${DEFAULT_MODEL_CHECKPOINT}`, import.meta.url).pathname;
+  const checkpoint = fileURLToPath(
+    new URL(`../../../../${DEFAULT_MODEL_CHECKPOINT}`, import.meta.url),
+  );
   log(
     `no model in ${modelDir}: converting the default model ${DEFAULT_MODEL_CHECKPOINT} into ${dir}`,
   );

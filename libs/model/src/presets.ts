@@ -5,9 +5,10 @@ import { initWeights } from './weights.js';
 /**
  * The model `npm start` and compose serve when MODEL_DIR holds none: the `small` shape trained by
  * tools/train on Austen's novels, committed as a checkpoint with its model card and converted to
- * a bundle on first start. Its folder, relative to the project root.
+ * a bundle on first start.
  */
 export const DEFAULT_MODEL_ID = 'austen-small';
+/** The default model's checkpoint folder, relative to the project root. */
 export const DEFAULT_MODEL_CHECKPOINT = `checkpoints/${DEFAULT_MODEL_ID}`;
 
 /**
