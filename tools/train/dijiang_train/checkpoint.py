@@ -87,7 +87,7 @@ def decay_table_positions(decays: torch.Tensor) -> int:
     return max(2, min(DECAY_TABLE_POSITIONS, 1 + int(FLOAT32_LOG_LIMIT / worst)))
 
 
-def export_checkpoint(model: GPTNeoX, directory: Path, extra_config: dict | None = None) -> dict:
+def export_checkpoint(model: GPTNeoX, directory: Path) -> dict:
     """Writes config.json and model.safetensors; returns the config written."""
     config = model.config
     directory.mkdir(parents=True, exist_ok=True)
@@ -106,8 +106,7 @@ def export_checkpoint(model: GPTNeoX, directory: Path, extra_config: dict | None
     for name, tensor in state.items():
         if name.endswith("decay_log_rate"):
             layer_prefix = name[: -len("decay_log_rate")]
-            layer = int(name.split(".")[2])
-            g = model.head_decays()[layer]
+            g = decays[int(name.split(".")[2])]
             t = torch.arange(table_positions, dtype=torch.float64)
             tensors[layer_prefix + "D1"] = (g[:, None] ** t[None, :]).float().view(1, config.num_heads, table_positions, 1)
             tensors[layer_prefix + "D2"] = (g[:, None] ** -t[None, :]).float().view(1, config.num_heads, table_positions, 1)
@@ -135,7 +134,6 @@ def export_checkpoint(model: GPTNeoX, directory: Path, extra_config: dict | None
         "torch_dtype": "float32",
         "dijiang_attention": config.attention,
         **({"dijiang": dijiang} if dijiang else {}),
-        **(extra_config or {}),
     }
     (directory / CONFIG_FILE).write_text(json.dumps(hf_config, indent=2) + "\n")
     write_safetensors(directory / WEIGHTS_FILE, tensors)

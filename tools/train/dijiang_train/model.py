@@ -9,7 +9,7 @@ and the chunked form below is exact at any length.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -38,9 +38,6 @@ class ModelConfig:
     @property
     def rotary_dims(self) -> int:
         return int(self.head_dim * self.rotary_pct)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 # The project's presets (libs/model/src/config.ts), byte-level ones only: the trainer reads bytes.
