@@ -5,7 +5,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -103,7 +103,7 @@ describe('trainer checkpoints served by the cluster', () => {
     const train = `${lines.slice(0, 1200).join('\n')}\n`;
     const valid = `${lines.slice(1200, 1260).join('\n')}\n`;
     const corpus = join(work, 'corpus');
-    run('mkdir', ['-p', corpus]);
+    mkdirSync(corpus);
     writeFileSync(join(corpus, 'train.txt'), train);
     writeFileSync(join(corpus, 'valid.txt'), valid);
     writeFileSync(
