@@ -14,6 +14,7 @@
  * beyond the batch size).
  */
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { JobPriority } from '#contracts';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -93,7 +94,7 @@ async function schedulerFor(preset: PresetName): Promise<Bench> {
   const generate = (id: string, maxTokens: number): SequenceRequest => ({
     id,
     kind: 'generate',
-    priority: 0,
+    priority: JobPriority.Interactive,
     text: `Sequence ${id} says hello.`,
     prefixBlockTokens: 0,
     generate: { sampling: greedy(tokenizer.eosTokenId), choice: 0, maxTokens, stop: [] },

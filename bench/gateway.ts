@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import { redisKeys } from '#contracts';
+import { JobPriority, redisKeys } from '#contracts';
 import {
   connectRedisOrFail,
   createLogger,
@@ -24,7 +24,7 @@ import {
   startRedisServer,
   WorkerRegistry,
 } from '#cluster';
-import { DEFAULT_SAMPLING, Engine, EnginePriority } from '#engine';
+import { DEFAULT_SAMPLING, Engine } from '#engine';
 import { percentile } from './stats.js';
 import { describeMachine, machineInfo, markdownTable, verdict } from './machine.js';
 
@@ -59,7 +59,7 @@ async function inProcess(bundleDir: string): Promise<number[]> {
         {
           id: `bench-${id}`,
           kind: 'generate',
-          priority: EnginePriority.Interactive,
+          priority: JobPriority.Interactive,
           text: 'Hello',
           prefixBlockTokens: 0,
           generate: {

@@ -1,4 +1,5 @@
 import { expect } from 'vitest';
+import { JobPriority } from '#contracts';
 import { toFile, type OpenAI } from 'openai';
 import type { StreamEvent } from '#contracts';
 import { Engine, type SamplingParams } from '#engine';
@@ -138,7 +139,7 @@ export class ReferenceGenerator {
       {
         id: `reference-${request.customId}`,
         kind: 'generate',
-        priority: 0,
+        priority: JobPriority.Interactive,
         text: request.prompt,
         prefixBlockTokens: 0,
         generate: {

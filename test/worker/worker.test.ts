@@ -41,7 +41,7 @@ async function referenceText(prompt: string, maxTokens: number, seed: number): P
     {
       id: `ref-${Math.random()}`,
       kind: 'generate',
-      priority: 0,
+      priority: JobPriority.Interactive,
       text: prompt,
       prefixBlockTokens: 0,
       generate: { sampling: samplingParams(seed), choice: 0, maxTokens, stop: [] },

@@ -1,13 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { integerIn, numberIn } from './arguments.js';
 import type { Command } from 'commander';
-import {
-  DEFAULT_SAMPLING,
-  Engine,
-  EnginePriority,
-  summarizeScore,
-  type SamplingParams,
-} from '#engine';
+import { JobPriority } from '#contracts';
+import { DEFAULT_SAMPLING, Engine, summarizeScore, type SamplingParams } from '#engine';
 
 interface GenerateFlags {
   model: string;
@@ -59,7 +54,7 @@ export function registerRunCommands(program: Command): void {
           {
             id: 'cli',
             kind: 'generate',
-            priority: EnginePriority.Interactive,
+            priority: JobPriority.Interactive,
             text: prompt,
             prefixBlockTokens: 0,
             generate: { sampling, choice: 0, maxTokens: flags.maxTokens, stop: flags.stop },
@@ -107,7 +102,7 @@ export function registerRunCommands(program: Command): void {
           {
             id: 'cli-score',
             kind: 'score',
-            priority: EnginePriority.Document,
+            priority: JobPriority.Document,
             text,
             prefixBlockTokens: 0,
             score: { windowTokens: flags.window },

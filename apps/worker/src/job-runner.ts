@@ -2,8 +2,11 @@ import { createHash, randomUUID } from 'node:crypto';
 import { UnrecoverableError, WaitingError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
+  InvalidJobError,
   JobName,
-  jobPayloadSchemas,
+  jobPriorityOf,
+  parseModelJob,
+  type ModelJob,
   type DigestResult,
   type GenerateResult,
   type JobPayload,
@@ -28,7 +31,6 @@ import {
   type PrefixClaimant,
 } from '#cluster';
 import {
-  EnginePriority,
   summarizeScore,
   type CheckpointPolicy,
   type Engine,
@@ -142,12 +144,15 @@ export class JobRunner {
     const jobId = job.id;
     if (jobId === undefined) throw new UnrecoverableError('job has no id');
     if (this.draining) return this.handBack(job, token);
-    const name = job.name;
-    if (!isJobName(name)) throw new UnrecoverableError(`unknown job name '${name}'`);
-    const parsed = jobPayloadSchemas[name].safeParse(job.data);
-    if (!parsed.success) {
-      throw new UnrecoverableError(`invalid ${name} job data: ${parsed.error.message}`);
+    let item: ModelJob;
+    try {
+      item = parseModelJob(job.name, job.data);
+    } catch (error) {
+      if (error instanceof InvalidJobError) throw new UnrecoverableError(error.message);
+      throw error;
     }
+    const name = item.name;
+    const parsed = { data: item.data };
     const entry = { engine: runtime.engine, sequences: new Set<string>(), cancelled: false };
     this.running.set(jobId, entry);
     const progress = new ProgressReporter(job, this.worker);
@@ -220,7 +225,7 @@ export class JobRunner {
         const request: SequenceRequest = {
           id: sequenceId,
           kind: 'generate',
-          priority: enginePriority(job.opts.priority),
+          priority: jobPriorityOf(job.opts.priority),
           text,
           // A saved state's prefix hashes would not describe the tokens before it.
           prefixBlockTokens: saved === undefined ? this.settings.prefixBlockTokens : 0,
@@ -305,7 +310,7 @@ export class JobRunner {
       {
         id: sequenceId,
         kind: 'score',
-        priority: enginePriority(job.opts.priority),
+        priority: jobPriorityOf(job.opts.priority),
         text,
         prefixBlockTokens: 0,
         score: { windowTokens: payload.windowTokens },
@@ -339,7 +344,7 @@ export class JobRunner {
       {
         id: sequenceId,
         kind: 'digest',
-        priority: enginePriority(job.opts.priority),
+        priority: jobPriorityOf(job.opts.priority),
         text,
         prefixBlockTokens: 0,
         checkpoint: this.checkpointPolicy(),
@@ -633,21 +638,10 @@ class ProgressReporter {
   }
 }
 
-function isJobName(name: string): name is JobName {
-  return (Object.values(JobName) as string[]).includes(name);
-}
-
 function isFinished(
   outcome: SequenceOutcome | undefined,
 ): outcome is Extract<SequenceOutcome, { type: 'finished' }> {
   return outcome?.type === 'finished';
-}
-
-/** BullMQ priority (lower first) to the engine's three classes. */
-function enginePriority(priority: number | undefined): EnginePriority {
-  if (priority === undefined || priority <= 1) return EnginePriority.Interactive;
-  if (priority <= 5) return EnginePriority.Batch;
-  return EnginePriority.Document;
 }
 
 function toArrayBuffer(buffer: Buffer): ArrayBuffer {

@@ -24,14 +24,24 @@ export const JobName = {
 export type JobName = (typeof JobName)[keyof typeof JobName];
 
 /**
- * BullMQ priorities (lower runs first): interactive requests before batch lines before
- * long-document work.
+ * The one priority scale, end to end (lower runs first): interactive requests before batch lines
+ * before long-document work. BullMQ orders a model queue by it, and the engine orders its
+ * prefills by the same value. A job without a priority (another producer's) counts as
+ * interactive.
  */
 export const JobPriority = {
   Interactive: 1,
-  Batch: 5,
-  Document: 10,
+  Batch: 2,
+  Document: 3,
 } as const satisfies Record<string, number>;
+export type JobPriority = (typeof JobPriority)[keyof typeof JobPriority];
+
+/** The scale's value of a BullMQ priority; unknown or missing values count as interactive. */
+export function jobPriorityOf(priority: number | undefined): JobPriority {
+  return (Object.values(JobPriority) as number[]).includes(priority ?? 0)
+    ? (priority as JobPriority)
+    : JobPriority.Interactive;
+}
 
 export const samplingSchema = z.strictObject({
   /** @defaultValue 1; 0 means greedy. */

@@ -1,3 +1,4 @@
+import type { JobPriority } from '#contracts';
 import type { BundleChat } from '#model';
 import type { SamplingParams, TokenLogprob } from './sampler.js';
 
@@ -8,10 +9,6 @@ import type { SamplingParams, TokenLogprob } from './sampler.js';
  */
 
 export type SequenceKind = 'generate' | 'score' | 'digest';
-
-/** Lower runs first: interactive before batch before document work. */
-export const EnginePriority = { Interactive: 0, Batch: 1, Document: 2 } as const;
-export type EnginePriority = (typeof EnginePriority)[keyof typeof EnginePriority];
 
 export interface GenerateOptions {
   sampling: SamplingParams;
@@ -40,7 +37,8 @@ export interface CheckpointPolicy {
 export interface SequenceRequest {
   id: string;
   kind: SequenceKind;
-  priority: EnginePriority;
+  /** The cluster's one priority scale: lower runs first. */
+  priority: JobPriority;
   /** The input text; tokenized on the engine thread (never on the caller's event loop). */
   text: string;
   generate?: GenerateOptions;

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { JobPriority } from '#contracts';
 import { logSoftmaxRows, oracleLogits } from '#model';
 import type { SequenceEvent, SequenceRequest } from '#engine';
 import {
@@ -121,7 +122,7 @@ describe('Scheduler (continuous batching over the real graph)', () => {
     const digest: SequenceRequest = {
       id: 'd',
       kind: 'digest',
-      priority: 2,
+      priority: JobPriority.Document,
       text: head,
       prefixBlockTokens: 0,
     };
@@ -142,7 +143,7 @@ describe('Scheduler (continuous batching over the real graph)', () => {
     const request: SequenceRequest = {
       id: 'score',
       kind: 'score',
-      priority: 2,
+      priority: JobPriority.Document,
       text,
       prefixBlockTokens: 0,
       score: { windowTokens: undefined },
@@ -186,7 +187,13 @@ describe('Scheduler (continuous batching over the real graph)', () => {
     const digest = finishedOf(
       (
         await runAll(model, [
-          { id: 'p', kind: 'digest', priority: 2, text: text.slice(0, 16), prefixBlockTokens: 0 },
+          {
+            id: 'p',
+            kind: 'digest',
+            priority: JobPriority.Document,
+            text: text.slice(0, 16),
+            prefixBlockTokens: 0,
+          },
         ])
       ).get('p'),
     );

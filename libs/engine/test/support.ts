@@ -3,6 +3,7 @@
  * helper that runs a scheduler to completion the way the engine thread does.
  */
 import { mkdtemp } from 'node:fs/promises';
+import { JobPriority } from '#contracts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -64,13 +65,13 @@ export function generateRequest(
     maxTokens?: number;
     sampling?: SamplingParams;
     stop?: string[];
-    priority?: 0 | 1 | 2;
+    priority?: JobPriority;
   } = {},
 ): SequenceRequest {
   return {
     id,
     kind: 'generate',
-    priority: options.priority ?? 0,
+    priority: options.priority ?? JobPriority.Interactive,
     text,
     prefixBlockTokens: 0,
     generate: {

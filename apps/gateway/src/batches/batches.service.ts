@@ -1,19 +1,21 @@
 import { randomBytes } from 'node:crypto';
-import { FlowProducer, Job, Queue, Worker, type FlowJobNode } from 'bullmq';
+import { FlowProducer, Job, Queue, UnrecoverableError, Worker, type FlowJobNode } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import {
   GatewayJobName,
+  InvalidJobError,
   JobName,
   JobPriority,
-  batchJobDataSchema,
   batchLineSchema,
   batchRecordSchema,
   gatewayQueueName,
+  parseGatewayJob,
   generateJobSchema,
   generateResultSchema,
   modelQueueName,
   type BatchLine,
+  type GatewayJob,
   type BatchRecord,
   type BatchStatus,
   type GatewayKeys,
@@ -110,16 +112,22 @@ export class BatchesService {
     this.worker = new Worker(
       gatewayQueueName,
       async (job: Job) => {
-        const { batchId } = batchJobDataSchema.parse(job.data);
-        switch (job.name as GatewayJobName) {
+        let item: GatewayJob;
+        try {
+          item = parseGatewayJob(job.name, job.data);
+        } catch (error) {
+          if (error instanceof InvalidJobError) throw new UnrecoverableError(error.message);
+          throw error;
+        }
+        switch (item.name) {
           case GatewayJobName.ValidateBatch:
-            await this.validate(batchId);
+            await this.validate(item.data.batchId);
             break;
           case GatewayJobName.FinalizeBatch:
-            await this.finalize(batchId, job);
+            await this.finalize(item.data.batchId, job);
             break;
           case GatewayJobName.ExpireBatch:
-            await this.expire(batchId);
+            await this.expire(item.data.batchId);
             break;
         }
       },
