@@ -3,7 +3,9 @@ import { Redis } from 'ioredis';
 import type { JobName } from '#contracts';
 import {
   decodeStreamEvent,
+  gatewayKeys,
   modelQueueName,
+  RATE_LIMIT_WINDOW_MS,
   redisKeys,
   type JobPayloadInput,
   type StreamEvent,
@@ -60,6 +62,17 @@ export class TestProducer {
   async stream(jobId: string): Promise<StreamEvent[]> {
     const entries = await this.redis.xrange(redisKeys(this.prefix).jobStream(jobId), '-', '+');
     return entries.map(([, fields]) => decodeStreamEvent(fields));
+  }
+
+  /** Tokens charged to a tenant in the current and previous rate-limit windows. */
+  async chargedTokens(tenant: string): Promise<number> {
+    const window = Math.floor(Date.now() / RATE_LIMIT_WINDOW_MS);
+    const keys = gatewayKeys(this.prefix);
+    const counts = await this.redis.mget(
+      keys.rateLimit(tenant, 'tokens', window - 1),
+      keys.rateLimit(tenant, 'tokens', window),
+    );
+    return counts.reduce((sum, count) => sum + Number(count ?? 0), 0);
   }
 
   async tokenCount(jobId: string): Promise<number> {

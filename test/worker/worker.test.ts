@@ -3,6 +3,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  encodeStreamEvent,
   JobName,
   JobPriority,
   redisKeys,
@@ -117,7 +118,79 @@ describe('worker processes against real Redis', () => {
     expect(result.usage).toEqual({ promptTokens: 11, completionTokens: 80, cachedTokens: 0 });
     const events = await producer.stream('job-gen');
     expectEachIndexOnce(events, [0, 1]);
-    expect(events.at(-1)).toEqual({ type: 'done' });
+    expect(events.at(-1)).toEqual({
+      type: 'done',
+      usage: { promptTokens: 11, completionTokens: 80, cachedTokens: 0 },
+    });
+  });
+
+  it('reports and charges the prompt of a retried job whose choices had all ended', async () => {
+    fresh('retry-usage');
+    // What an attempt that died between its last choice end and its `done` entry left behind.
+    const attempt: StreamEvent[] = [
+      ...[0, 1, 2].map((index) => ({
+        type: 'token' as const,
+        choice: 0,
+        index,
+        token: 97 + index,
+        text: String.fromCharCode(97 + index),
+        logprob: -1,
+      })),
+      {
+        type: 'choice-end',
+        choice: 0,
+        finishReason: 'length',
+        text: '',
+        promptTokens: 11,
+        cachedTokens: 0,
+      },
+    ];
+    const keys = redisKeys(prefix);
+    for (const event of attempt) {
+      await producer.redis.xadd(keys.jobStream('job-retry'), '*', ...encodeStreamEvent(event));
+    }
+    await spawn();
+    await producer.add(
+      JobName.Generate,
+      generatePayload('Hello there', { ...seeded, max_tokens: 3 }),
+      { jobId: 'job-retry' },
+    );
+    const result = (await producer.result(TEST_MODEL_ID, 'job-retry')) as GenerateResult;
+    const usage = { promptTokens: 11, completionTokens: 3, cachedTokens: 0 };
+    expect(result.choices[0]?.text).toBe('abc');
+    expect(result.usage).toEqual(usage);
+    expect((await producer.stream('job-retry')).at(-1)).toEqual({ type: 'done', usage });
+    expect(await producer.chargedTokens('tenant-test')).toBe(14);
+  });
+
+  it('ends a score stream with its result, inline or under a key when large', async () => {
+    fresh('score-done');
+    await spawn();
+    const score = (jobId: string, text: string) =>
+      producer.add(
+        JobName.Score,
+        { model: TEST_MODEL_ID, owner: 'tenant-test', input: { text }, tokenLogprobs: true },
+        { jobId, priority: JobPriority.Document },
+      );
+    await score('job-small', 'A short text.');
+    await score('job-large', 'Many tokens, each with its own log-probability. '.repeat(100));
+    const small = (await producer.result(TEST_MODEL_ID, 'job-small')) as ScoreResult;
+    const large = (await producer.result(TEST_MODEL_ID, 'job-large')) as ScoreResult;
+    expect(large.tokenLogprobs).toHaveLength(4800);
+    expect((await producer.stream('job-small')).at(-1)).toEqual({
+      type: 'done',
+      usage: { promptTokens: 13, completionTokens: 0, cachedTokens: 0 },
+      result: small,
+    });
+    const done = (await producer.stream('job-large')).at(-1);
+    const resultKey = redisKeys(prefix).jobResult('job-large');
+    expect(done).toEqual({
+      type: 'done',
+      usage: { promptTokens: 4800, completionTokens: 0, cachedTokens: 0 },
+      resultKey,
+    });
+    expect(JSON.parse((await producer.redis.get(resultKey)) ?? 'null')).toEqual(large);
+    expect(await producer.redis.ttl(resultKey)).toBeGreaterThan(3600);
   });
 
   it('resumes on another worker after SIGKILL mid-generation, with identical output', async () => {

@@ -20,7 +20,8 @@ import {
   workerOptions,
 } from '#cluster';
 import { Engine } from '#engine';
-import { JobRunner, type ModelRuntime } from './job-runner.js';
+import { JobRegistry } from './job-registry.js';
+import type { ModelRuntime } from './job-context.js';
 import { discoverBundles } from './models.js';
 
 bootOrExit(async () => {
@@ -87,7 +88,7 @@ bootOrExit(async () => {
   }
 
   const identity = { id: env.WORKER_ID, host: hostname(), pid: process.pid };
-  const runner = new JobRunner(
+  const jobs = new JobRegistry(
     redis,
     keys,
     new CheckpointStore(redis, keys),
@@ -101,7 +102,7 @@ bootOrExit(async () => {
     logger,
   );
   await subscribeToCancellations(subscriber, keys, (jobId) => {
-    runner.cancel(jobId);
+    jobs.cancel(jobId);
   });
 
   // BullMQ closes only the connections it creates itself: these are quit at shutdown.
@@ -116,14 +117,14 @@ bootOrExit(async () => {
     queueConnections.push(connection);
     const worker = new Worker(
       modelQueueName(modelId),
-      async (job, token) => runner.process(job, token, runtime),
+      async (job, lockToken) => jobs.process(job, lockToken, runtime),
       workerOptions(connection, env.QUEUE_PREFIX, env.WORKER_CAPACITY),
     );
     worker.on('failed', (job, error) => {
       logger.warn({ jobId: job?.id, model: modelId, err: error }, 'job failed');
     });
     worker.on('lockRenewalFailed', (jobIds) => {
-      runner.abandon(jobIds);
+      jobs.abandon(jobIds);
     });
     worker.on('error', (error) => {
       logger.error({ err: error, model: modelId }, 'queue error');
@@ -147,16 +148,16 @@ bootOrExit(async () => {
   logger.info({ models: [...runtimes.keys()], capacity: env.WORKER_CAPACITY }, ReadyMessage.Worker);
 
   onShutdown(async (reason) => {
-    logger.info({ reason, activeJobs: runner.activeJobs }, 'worker stopping');
+    logger.info({ reason, activeJobs: jobs.activeJobs }, 'worker stopping');
     // Take no new job, checkpoint every running sequence and hand its job back to the queue.
     await Promise.all(workers.map((worker) => worker.pause(true)));
-    runner.suspendAll();
+    jobs.suspendAll();
     const deadline = Date.now() + env.SHUTDOWN_GRACE_MS;
-    while (runner.activeJobs > 0 && Date.now() < deadline) {
+    while (jobs.activeJobs > 0 && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
-    if (runner.activeJobs > 0) {
-      logger.warn({ activeJobs: runner.activeJobs }, 'jobs still running at the deadline');
+    if (jobs.activeJobs > 0) {
+      logger.warn({ activeJobs: jobs.activeJobs }, 'jobs still running at the deadline');
     }
     await Promise.all(workers.map((worker) => worker.close(true)));
     await Promise.all([...runtimes.values()].map((runtime) => runtime.engine.close()));

@@ -17,6 +17,8 @@ export interface RedisKeys {
   readonly cancelChannel: string;
   /** Set when a job is cancelled, for a worker that picks the job up after the announcement. */
   cancelFlag(jobId: string): string;
+  /** A finished job's result when too large for its stream's `done` entry (JSON). */
+  jobResult(jobId: string): string;
   /** Binary recurrent state of one choice of a running job (see DESIGN.md decision 5). */
   checkpoint(jobId: string, choice: number): string;
   /** Binary recurrent state saved for later requests (`/v1/states`). */
@@ -53,6 +55,7 @@ export function redisKeys(prefix: string): RedisKeys {
     workerIndex: `${prefix}:workers`,
     worker: (workerId) => `${prefix}:worker:${workerId}`,
     jobStream: (jobId) => `${prefix}:stream:${jobId}`,
+    jobResult: (jobId) => `${prefix}:result:${jobId}`,
     cancelChannel: `${prefix}:cancel`,
     cancelFlag: (jobId) => `${prefix}:cancel:${jobId}`,
     checkpoint: (jobId, choice) => `${prefix}:ckpt:${jobId}:${choice}`,

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { finishReasonSchema } from './jobs.js';
+import { digestResultSchema, finishReasonSchema, scoreResultSchema, usageSchema } from './jobs.js';
 
 /**
  * Entries of a job's output stream (`RedisKeys.jobStream`), appended by the worker that holds
@@ -25,14 +25,30 @@ export const streamEventSchema = z.discriminatedUnion('type', [
     finishReason: finishReasonSchema,
     /** Text held back until the end (a possible stop-string start that was not one). */
     text: z.string(),
+    /**
+     * The sequence's prompt tokens, and how many of them came from a cached or saved state: a
+     * retried job whose choices had all ended reports (and charges) them from here.
+     */
+    promptTokens: z.number().int().min(0),
+    cachedTokens: z.number().int().min(0),
   }),
   z.strictObject({
     type: z.literal('progress'),
     promptTokensDone: z.number().int().min(0),
     promptTokensTotal: z.number().int().min(0),
   }),
-  /** The job finished; its result is in BullMQ's job record. */
-  z.strictObject({ type: z.literal('done') }),
+  /**
+   * The job finished. Everything a reader needs is in the stream: a generate job's text is its
+   * tokens and choice ends, and this entry carries the job's usage and, for score and digest
+   * jobs, the result — inline, or under `resultKey` (a Redis string of JSON, kept as long as the
+   * stream) when it is too large for a stream entry (per-token log-probs of a long document).
+   */
+  z.strictObject({
+    type: z.literal('done'),
+    usage: usageSchema,
+    result: z.union([scoreResultSchema, digestResultSchema]).optional(),
+    resultKey: z.string().optional(),
+  }),
   z.strictObject({ type: z.literal('failed'), message: z.string() }),
 ]);
 export type StreamEvent = z.infer<typeof streamEventSchema>;

@@ -10,6 +10,7 @@ import {
   type StreamEvent,
 } from '#contracts';
 import {
+  appendDone,
   appendStreamEvents,
   chargeTenantTokens,
   connectRedisOrFail,
@@ -106,6 +107,7 @@ async function run(
       await progress(text.length, 0);
       const choices: GenerateResult['choices'] = [];
       let completionTokens = 0;
+      const cachedTokens = payload.stateId === undefined ? 0 : 7;
       for (let choice = 0; choice < payload.n; choice += 1) {
         let output = '';
         let finishReason: 'length' | 'cancelled' = 'length';
@@ -127,7 +129,16 @@ async function run(
           completionTokens += 1;
           logprobs.push({ text: token, logprob, top });
         }
-        await emit([{ type: 'choice-end', choice, finishReason, text: '' }]);
+        await emit([
+          {
+            type: 'choice-end',
+            choice,
+            finishReason,
+            text: '',
+            promptTokens: text.length,
+            cachedTokens,
+          },
+        ]);
         choices.push({
           index: choice,
           text: output,
@@ -137,13 +148,9 @@ async function run(
       }
       const result: GenerateResult = {
         choices,
-        usage: {
-          promptTokens: text.length,
-          completionTokens,
-          cachedTokens: payload.stateId === undefined ? 0 : 7,
-        },
+        usage: { promptTokens: text.length, completionTokens, cachedTokens },
       };
-      await emit([{ type: 'done' }]);
+      await appendDone(redis, keys, jobId, result.usage);
       await chargeTenantTokens(redis, keys, jobId, payload.owner, text.length + completionTokens);
       return result;
     }
@@ -156,10 +163,17 @@ async function run(
       await progress(text.length, 0);
       await emit([
         { type: 'progress', promptTokensDone: text.length, promptTokensTotal: text.length },
-        { type: 'done' },
       ]);
+      const result = {
+        tokens: text.length,
+        totalNll: text.length,
+        perplexity: Math.E,
+        windows: [],
+      };
+      const usage = { promptTokens: text.length, completionTokens: 0, cachedTokens: 0 };
+      await appendDone(redis, keys, jobId, usage, result);
       await chargeTenantTokens(redis, keys, jobId, payload.owner, text.length);
-      return { tokens: text.length, totalNll: text.length, perplexity: Math.E, windows: [] };
+      return result;
     }
     case JobName.Digest: {
       const payload = jobPayloadSchemas.digest.parse(job.data);
@@ -179,9 +193,11 @@ async function run(
         })
         .expire(keys.savedStateMeta(stateId), payload.stateTtlSeconds)
         .exec();
-      await emit([{ type: 'done' }]);
+      const result = { stateId, model: payload.model, position, expiresAt: expires.toISOString() };
+      const usage = { promptTokens: position, completionTokens: 0, cachedTokens: 0 };
+      await appendDone(redis, keys, jobId, usage, result);
       await chargeTenantTokens(redis, keys, jobId, payload.owner, position);
-      return { stateId, model: payload.model, position, expiresAt: expires.toISOString() };
+      return result;
     }
   }
 }

@@ -60,3 +60,12 @@ export function unavailable(message: string, code: string, retryAfterSeconds = 5
 export function payloadTooLarge(message: string, param: string | null = null) {
   return new ApiError(413, ErrorType.InvalidRequest, message, param, 'payload_too_large');
 }
+
+/** 500: the job failed on its worker (after its retries), or its stream is incomplete. */
+export function jobFailed(message: string) {
+  return new ApiError(
+    500,
+    ErrorType.Server,
+    `The worker could not complete this request: ${message}`,
+  );
+}

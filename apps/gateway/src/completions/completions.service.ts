@@ -1,17 +1,15 @@
 import type { Response } from 'express';
 import type { Redis } from 'ioredis';
 import {
-  ErrorType,
   JobName,
   JobPriority,
-  apiError,
   type GatewayJobRecord,
   type GatewayKeys,
   type RedisKeys,
   type Usage,
 } from '#contracts';
-import type { Logger } from '#cluster';
-import { ApiError, invalidRequest, notFound } from '../common/api-error.js';
+import { StreamedChoices, type DoneEvent, type Logger } from '#cluster';
+import { invalidRequest, jobFailed, notFound } from '../common/api-error.js';
 import { ServerSentEvents, clientGone } from '../common/sse.js';
 import type { JobQueues } from '../jobs/job-queues.js';
 import { newId } from '../jobs/job-queues.js';
@@ -31,6 +29,7 @@ import {
   type ResponseMeta,
 } from './openai-format.js';
 import { mapRequest, type CompletionKind } from './request-mapping.js';
+import { resultFromStream } from '../streams/job-results.js';
 
 /**
  * A streamed completion whose client went away is cancelled unless a client reconnects (with
@@ -79,9 +78,6 @@ class TokenTiming {
 }
 
 const nowSeconds = (): number => Math.floor(Date.now() / 1000);
-
-const jobFailed = (message: string) =>
-  new ApiError(500, ErrorType.Server, `The worker could not complete this request: ${message}`);
 
 /** `/v1/completions` and `/v1/chat/completions`: submit a generate job, then answer or stream it. */
 export class CompletionsService {
@@ -154,23 +150,32 @@ export class CompletionsService {
     signal: AbortSignal,
     timing: TokenTiming,
   ): Promise<void> {
-    const { jobs, readers, keys } = this.deps;
+    const { jobs, readers, keys, redis } = this.deps;
     const follow = followJobStream(readers, keys, jobId, {
       after: '0',
       seen: new Set(),
       signal,
       hasEnded: () => jobs.endedWithoutStream(record.model, jobId),
     });
+    const collected = new StreamedChoices();
+    let done: DoneEvent | undefined;
     for await (const { event } of follow) {
       if (event.type === 'token') timing.token();
       if (event.type === 'failed') throw jobFailed(event.message);
+      if (event.type === 'done') done = event;
+      collected.add(event);
     }
-    if (signal.aborted) {
-      // Nobody will read the answer: stop spending compute on it.
+    if (done === undefined) {
+      // The client went away: nobody will read the answer, so stop spending compute on it.
       await jobs.cancel(jobId, record);
       return;
     }
-    const result = await jobs.result(JobName.Generate, record.model, jobId);
+    const result = await resultFromStream(JobName.Generate, record, done, {
+      redis,
+      keys,
+      jobId,
+      collected,
+    });
     this.account(record, result.usage, timing);
     const meta: ResponseMeta = { id: jobId, model: record.model, created: record.created };
     response.json(
@@ -197,6 +202,7 @@ export class CompletionsService {
     const seen = new Set<string>();
     /** Characters of each choice's text sent so far (legacy logprobs' text_offset). */
     const offsets = new Map<number, number>();
+    const ended = new Set<number>();
     // The stream is complete once [DONE] (or an error) was sent; otherwise the client left early.
     let complete = false;
     await redis.hincrby(gateway.gatewayJob(jobId), 'readers', 1);
@@ -212,6 +218,7 @@ export class CompletionsService {
           if (event.type === 'token') {
             offsets.set(event.choice, (offsets.get(event.choice) ?? 0) + event.text.length);
           }
+          if (event.type === 'choice-end') ended.add(event.choice);
         }
       }
       const follow = followJobStream(readers, keys, jobId, {
@@ -234,6 +241,7 @@ export class CompletionsService {
             break;
           }
           case 'choice-end':
+            ended.add(event.choice);
             sse.send(
               writer.textChunk(
                 event.choice,
@@ -248,22 +256,19 @@ export class CompletionsService {
           case 'progress':
             break;
           case 'failed':
-            sse.send(
-              apiError(
-                ErrorType.Server,
-                `The worker could not complete this request: ${event.message}`,
-              ),
-              {
-                id,
-              },
-            );
+            sse.send(jobFailed(event.message).body, { id });
             complete = true;
             break;
           case 'done': {
-            const result = await jobs.result(JobName.Generate, record.model, jobId);
-            if (timing !== undefined) this.account(record, result.usage, timing);
-            if (record.includeUsage === '1') sse.send(writer.usageChunk(result.usage), { id });
-            sse.send('[DONE]', { id });
+            const unended = firstUnended(ended, record.choices);
+            if (unended !== undefined) {
+              // An incomplete stream is an error, never a choice that silently "stopped".
+              sse.send(jobFailed(`choice ${unended} has no end entry`).body, { id });
+            } else {
+              if (timing !== undefined) this.account(record, event.usage, timing);
+              if (record.includeUsage === '1') sse.send(writer.usageChunk(event.usage), { id });
+              sse.send('[DONE]', { id });
+            }
             complete = true;
             break;
           }
@@ -308,4 +313,10 @@ export class CompletionsService {
     metrics.promptTokens.inc({ model: record.model }, usage.promptTokens);
     timing.observe(metrics, record.model);
   }
+}
+
+/** The lowest choice index below `choices` that has not ended, if any. */
+function firstUnended(ended: ReadonlySet<number>, choices: number): number | undefined {
+  for (let choice = 0; choice < choices; choice += 1) if (!ended.has(choice)) return choice;
+  return undefined;
 }

@@ -4,14 +4,12 @@ import type { Redis } from 'ioredis';
 import {
   gatewayJobRecordSchema,
   jobPayloadSchemas,
-  jobResultSchemas,
   modelQueueName,
   type GatewayJobRecord,
   type GatewayJobRecordInput,
   type GatewayKeys,
   type JobName,
   type JobPayloadInput,
-  type JobResult,
   type RedisKeys,
 } from '#contracts';
 import { queueOptions, requestCancel } from '#cluster';
@@ -21,8 +19,6 @@ import { notFound, rateLimited } from '../common/api-error.js';
 const RECORD_TTL_SECONDS = 7 * 24 * 3600;
 /** How long a queue-depth reading is reused. @defaultValue 100 ms */
 const DEPTH_CACHE_MS = 100;
-/** After a job's `done` event, how long to wait for BullMQ to store its result. @defaultValue 10 s */
-const RESULT_WAIT_MS = 10_000;
 
 /** `cmpl-…`, `job_…`: ids clients see; they double as BullMQ job ids (no ':' allowed there). */
 export function newId(prefix: string): string {
@@ -126,22 +122,6 @@ export class JobQueues {
 
   async job(model: string, jobId: string): Promise<Job | undefined> {
     return Job.fromId(this.queue(model), jobId);
-  }
-
-  /** The job's result once BullMQ has stored it (just after the worker's `done` event). */
-  async result<N extends JobName>(name: N, model: string, jobId: string): Promise<JobResult<N>> {
-    const deadline = Date.now() + RESULT_WAIT_MS;
-    for (let delay = 5; ; delay = Math.min(delay * 2, 200)) {
-      const job = await this.job(model, jobId);
-      if (job?.finishedOn !== undefined) {
-        if ((await job.getState()) === 'failed') {
-          throw new Error(`job ${jobId} failed: ${job.failedReason}`);
-        }
-        return jobResultSchemas[name].parse(job.returnvalue) as JobResult<N>;
-      }
-      if (Date.now() > deadline) throw new Error(`job ${jobId} has no result after its done event`);
-      await new Promise((resolve) => setTimeout(resolve, delay));
-    }
   }
 
   /** Why a job can no longer write to its stream, or undefined while it can. */

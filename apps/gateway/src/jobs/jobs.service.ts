@@ -2,7 +2,6 @@ import type { Response } from 'express';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import {
-  ErrorType,
   JobName,
   JobPriority,
   jobProgressSchema,
@@ -14,7 +13,8 @@ import {
   type RedisKeys,
   type TextSource,
 } from '#contracts';
-import { ApiError, invalidRequest, modelNotFound, notFound } from '../common/api-error.js';
+import { readStreamEnd, StreamedChoices, type DoneEvent } from '#cluster';
+import { invalidRequest, jobFailed, modelNotFound, notFound } from '../common/api-error.js';
 import { ServerSentEvents, clientGone } from '../common/sse.js';
 import { parseRequest } from '../common/validation.js';
 import { openAiUsage } from '../completions/openai-format.js';
@@ -26,6 +26,7 @@ import {
   readStreamUntil,
   type BlockingReaders,
 } from '../streams/job-stream-reader.js';
+import { resultFromStream } from '../streams/job-results.js';
 import { newId, type JobQueues } from './job-queues.js';
 
 const source = {
@@ -66,6 +67,13 @@ export type JobCreateRequest = z.infer<typeof jobCreateSchema>;
 type JobStatus = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
 
 const nowSeconds = (): number => Math.floor(Date.now() / 1000);
+
+type StreamEnd = NonNullable<Awaited<ReturnType<typeof readStreamEnd>>>;
+
+/** Milliseconds since the epoch at which a Redis stream entry was added (its id's first part). */
+function streamEntryTime(id: string | undefined): number {
+  return id === undefined ? Date.now() : Number(id.split('-')[0]);
+}
 
 /**
  * Asynchronous jobs (`/v1/jobs`): generate, score and digest over inline text or an uploaded
@@ -145,7 +153,12 @@ export class JobsService {
           name: JobName.Generate,
           payload,
           priority: JobPriority.Document,
-          record: { ...record, choices: n ?? 1, maxOutputTokens: sampling.max_tokens * (n ?? 1) },
+          record: {
+            ...record,
+            choices: n ?? 1,
+            maxOutputTokens: sampling.max_tokens * (n ?? 1),
+            logprobs: sampling.logprobs === undefined ? '0' : '1',
+          },
         });
         break;
       }
@@ -210,20 +223,24 @@ export class JobsService {
       signal,
       hasEnded: () => this.jobs.endedWithoutStream(record.model, jobId),
     });
+    const collected = new StreamedChoices();
+    let done: DoneEvent | undefined;
     for await (const { event } of follow) {
-      if (event.type === 'failed') {
-        throw new ApiError(
-          500,
-          ErrorType.Server,
-          `The worker could not complete this request: ${event.message}`,
-        );
-      }
+      if (event.type === 'failed') throw jobFailed(event.message);
+      if (event.type === 'done') done = event;
+      collected.add(event);
     }
-    if (signal.aborted) {
+    if (done === undefined) {
+      // The client went away before the job finished.
       await this.jobs.cancel(jobId, record);
       return undefined;
     }
-    return this.jobs.result(name, record.model, jobId);
+    return resultFromStream(name, record, done, {
+      redis: this.redis,
+      keys: this.keys,
+      jobId,
+      collected,
+    });
   }
 
   async get(jobId: string, tenant: string) {
@@ -284,8 +301,7 @@ export class JobsService {
             );
             break;
           case 'done':
-            await this.jobs.result(record.type, record.model, jobId);
-            sse.send(await this.present(jobId, record), { id, event: 'done' });
+            sse.send(await this.present(jobId, record, { id, event }), { id, event: 'done' });
             break;
           case 'failed':
             sse.send({ message: event.message }, { id, event: 'failed' });
@@ -297,20 +313,28 @@ export class JobsService {
     }
   }
 
-  private async present(jobId: string, record: GatewayJobRecord) {
+  /**
+   * The job as the API shows it. Whether and how it ended comes from its stream (`ending`, when
+   * the caller just read it), which the worker ends before BullMQ records the job as finished;
+   * BullMQ tells the rest (queued or running, progress, start time).
+   */
+  private async present(jobId: string, record: GatewayJobRecord, ending?: StreamEnd) {
     const job = await this.jobs.job(record.model, jobId);
     if (job === undefined) throw notFound('job', jobId);
+    const end = ending ?? (await readStreamEnd(this.redis, this.keys, jobId));
     const state = await job.getState();
     const cancelled = record.cancelledAt !== undefined;
     let status: JobStatus;
-    if (state === 'completed') status = cancelled ? 'cancelled' : 'completed';
-    else if (state === 'failed') status = cancelled ? 'cancelled' : 'failed';
-    else if (state === 'active') status = 'running';
+    if (end?.event.type === 'done') status = cancelled ? 'cancelled' : 'completed';
+    else if (end?.event.type === 'failed' || state === 'failed') {
+      status = cancelled ? 'cancelled' : 'failed';
+    } else if (state === 'active') status = 'running';
     else status = 'queued';
+    const finished = status !== 'queued' && status !== 'running';
     const progress = jobProgressSchema.safeParse(job.progress);
     const p = progress.success ? progress.data : undefined;
     let eta: number | null = null;
-    if (state === 'completed' || state === 'failed') eta = 0;
+    if (finished) eta = 0;
     else if (p !== undefined && job.processedOn !== undefined) {
       const done = p.promptTokensDone + p.completionTokens;
       const total = p.promptTokensTotal + record.maxOutputTokens;
@@ -325,7 +349,9 @@ export class JobsService {
       status,
       created_at: record.created,
       started_at: job.processedOn === undefined ? null : Math.floor(job.processedOn / 1000),
-      finished_at: job.finishedOn === undefined ? null : Math.floor(job.finishedOn / 1000),
+      finished_at: finished
+        ? Math.floor((job.finishedOn ?? streamEntryTime(end?.id)) / 1000)
+        : null,
       progress:
         p === undefined
           ? null
@@ -337,8 +363,23 @@ export class JobsService {
             },
       eta_seconds: eta,
       worker: p?.worker ?? null,
-      result: state === 'completed' ? presentResult(record.type, job.returnvalue) : null,
-      error: state === 'failed' ? { message: job.failedReason } : null,
+      result:
+        end?.event.type === 'done'
+          ? presentResult(
+              record.type,
+              await resultFromStream(record.type, record, end.event, {
+                redis: this.redis,
+                keys: this.keys,
+                jobId,
+              }),
+            )
+          : null,
+      error:
+        end?.event.type === 'failed'
+          ? { message: end.event.message }
+          : state === 'failed' && end === undefined
+            ? { message: job.failedReason }
+            : null,
     };
   }
 }

@@ -1,0 +1,227 @@
+import { UnrecoverableError, WaitingError, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import {
+  assertProcessorsCover,
+  InvalidJobError,
+  JobName,
+  jobPriorityOf,
+  parseModelJob,
+  type JobResult,
+  type ModelJob,
+  type ProcessorMap,
+  type RedisKeys,
+  type TextSource,
+  type WorkerRecord,
+} from '#contracts';
+import { isCancelRequested, type CheckpointStore, type Logger } from '#cluster';
+import type { Engine, SequenceOutcome } from '#engine';
+import type { JobContext, JobSettings, ModelRuntime, WorkerServices } from './job-context.js';
+import { digest } from './processors/digest.js';
+import { generate } from './processors/generate.js';
+import { score } from './processors/score.js';
+import { ProgressReporter } from './progress-reporter.js';
+import { SequenceStarter } from './sequence-start.js';
+import { StreamSink } from './stream-sink.js';
+
+/** One processor per model job name: a name without one does not compile. */
+const processors: ProcessorMap<ModelJob, JobContext, JobResult<JobName>> = {
+  [JobName.Generate]: generate,
+  [JobName.Score]: score,
+  [JobName.Digest]: digest,
+};
+
+/** A job this worker is running: its engine sequences, for cancellation and suspension. */
+interface RunningJob {
+  engine: Engine;
+  sequences: Set<string>;
+  cancelled: boolean;
+}
+
+/**
+ * The worker's jobs: validates each job again (the gateway is not the only producer), hands it
+ * to its processor, and keeps what cancellation, lost locks and shutdown need to reach its
+ * sequences. Processors resume from checkpoints and the job's stream, stream every token, and
+ * hand the job back to the queue when the worker shuts down.
+ */
+export class JobRegistry {
+  private readonly running = new Map<string, RunningJob>();
+  private draining = false;
+  /** Jobs whose lock this worker lost (another worker owns them now): write nothing more. */
+  private readonly abandoned = new Set<string>();
+  private readonly services: WorkerServices;
+
+  constructor(
+    redis: Redis,
+    keys: RedisKeys,
+    checkpoints: CheckpointStore,
+    settings: JobSettings,
+    worker: Pick<WorkerRecord, 'id' | 'host' | 'pid'>,
+    logger: Logger,
+  ) {
+    assertProcessorsCover(processors, Object.values(JobName), 'worker');
+    this.services = {
+      redis,
+      keys,
+      checkpoints,
+      settings,
+      worker,
+      logger,
+      sink: new StreamSink(redis, keys, checkpoints, (jobId) => this.abandoned.has(jobId)),
+      starter: new SequenceStarter(redis, keys, checkpoints),
+    };
+  }
+
+  get activeJobs(): number {
+    return this.running.size;
+  }
+
+  /** Stops the job's sequences within one engine tick; they finish as cancelled. */
+  cancel(jobId: string): void {
+    const entry = this.running.get(jobId);
+    if (entry === undefined) return;
+    // Sequences submitted after this moment are cancelled as they start (cancelIfRequested).
+    entry.cancelled = true;
+    for (const sequence of entry.sequences) entry.engine.cancel(sequence);
+  }
+
+  /**
+   * BullMQ could not renew these jobs' locks: they were given to another worker (this one was
+   * cut off, or stalled). Stop their sequences and write nothing more for them — no tokens,
+   * checkpoints or completion — so the new owner's work is never disturbed.
+   */
+  abandon(jobIds: readonly string[]): void {
+    for (const jobId of jobIds) {
+      const entry = this.running.get(jobId);
+      if (entry === undefined || this.abandoned.has(jobId)) continue;
+      this.abandoned.add(jobId);
+      for (const sequence of entry.sequences) entry.engine.cancel(sequence);
+      this.services.logger.warn(
+        { jobId },
+        'lost the job lock to another worker; abandoning the job',
+      );
+    }
+  }
+
+  /** Shutdown: checkpoint every running sequence and hand its job back to the queue. */
+  suspendAll(): void {
+    this.draining = true;
+    for (const { engine, sequences } of this.running.values()) {
+      for (const sequence of sequences) engine.suspend(sequence);
+    }
+  }
+
+  /** Runs one job; `lockToken` is BullMQ's lock on it, needed to hand it back. */
+  async process(job: Job, lockToken: string | undefined, runtime: ModelRuntime): Promise<unknown> {
+    const jobId = job.id;
+    if (jobId === undefined) throw new UnrecoverableError('job has no id');
+    if (this.draining) return this.handBack(job, lockToken);
+    const item = parseOrRefuse(job);
+    const entry: RunningJob = { engine: runtime.engine, sequences: new Set(), cancelled: false };
+    this.running.set(jobId, entry);
+    const progress = new ProgressReporter(job, this.services.worker);
+    try {
+      if (await isCancelRequested(this.services.redis, this.services.keys, jobId)) {
+        return await this.finishCancelledBeforeStart(jobId, item);
+      }
+      await progress.report('prefill', 0, 0, 0, true);
+      const context: JobContext = {
+        services: this.services,
+        job,
+        jobId,
+        text: await this.readText(item.data.input),
+        runtime,
+        priority: jobPriorityOf(job.opts.priority),
+        sequences: entry.sequences,
+        progress,
+        stopWaiting: () => this.draining || this.abandoned.has(jobId) || entry.cancelled,
+        cancelIfRequested: (sequenceId) => {
+          if (entry.cancelled) entry.engine.cancel(sequenceId);
+        },
+        handBackIfSuspended: async (outcomes: readonly (SequenceOutcome | undefined)[]) => {
+          if (outcomes.some((outcome) => outcome?.type === 'suspended')) {
+            await this.handBack(job, lockToken);
+          }
+        },
+      };
+      return await dispatch(item, context);
+    } catch (error) {
+      if (error instanceof WaitingError || this.abandoned.has(jobId)) throw error;
+      // Readers stop at a `failed` event, so it is written only when BullMQ will not retry.
+      const finalAttempt =
+        error instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      if (!finalAttempt) throw error;
+      const message = error instanceof Error ? error.message : String(error);
+      await this.services.sink.fail(jobId, message).catch((streamError: unknown) => {
+        this.services.logger.warn(
+          { err: streamError, jobId },
+          'could not append the failure event',
+        );
+      });
+      throw error;
+    } finally {
+      this.running.delete(jobId);
+      this.abandoned.delete(jobId);
+    }
+  }
+
+  /**
+   * A job cancelled while it waited: a generate job completes with every choice cancelled (as
+   * one cancelled while running does); score and digest jobs fail, having no partial result.
+   */
+  private async finishCancelledBeforeStart(
+    jobId: string,
+    item: ModelJob,
+  ): Promise<JobResult<'generate'>> {
+    if (item.name !== JobName.Generate) throw new UnrecoverableError('cancelled by request');
+    const { n, owner } = item.data;
+    const { sink } = this.services;
+    await sink.endCancelledChoices(jobId, n);
+    const usage = { promptTokens: 0, completionTokens: 0, cachedTokens: 0 };
+    await sink.complete(jobId, n, { owner, tokens: 0 }, usage);
+    return {
+      choices: Array.from({ length: n }, (_unused, index) => ({
+        index,
+        text: '',
+        finishReason: 'cancelled' as const,
+      })),
+      usage,
+    };
+  }
+
+  /** Puts the job back in its queue (the worker is stopping); another worker resumes it. */
+  private async handBack(job: Job, lockToken: string | undefined): Promise<never> {
+    if (lockToken === undefined) throw new Error('cannot hand a job back without its lock token');
+    await job.moveToWait(lockToken);
+    this.services.logger.info({ jobId: job.id }, 'job handed back to the queue');
+    throw new WaitingError();
+  }
+
+  private async readText(source: TextSource): Promise<string> {
+    if ('text' in source) return source.text;
+    const text = await this.services.redis.get(this.services.keys.document(source.documentId));
+    if (text === null) throw new UnrecoverableError(`document ${source.documentId} does not exist`);
+    return text;
+  }
+}
+
+/** The job as one of the model jobs, or a refusal BullMQ will not retry. */
+function parseOrRefuse(job: Job): ModelJob {
+  try {
+    return parseModelJob(job.name, job.data);
+  } catch (error) {
+    if (error instanceof InvalidJobError) throw new UnrecoverableError(error.message);
+    throw error;
+  }
+}
+
+/**
+ * Runs the job's processor. TypeScript cannot relate `processors[item.name]` to `item`'s own
+ * member of the union, so the pairing, which the map's type guarantees, is restated here.
+ */
+function dispatch(item: ModelJob, context: JobContext): Promise<JobResult<JobName>> {
+  const processor = processors[item.name] as (
+    job: ModelJob,
+    context: JobContext,
+  ) => Promise<JobResult<JobName>>;
+  return processor(item, context);
+}

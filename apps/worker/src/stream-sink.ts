@@ -1,0 +1,141 @@
+import type { Redis } from 'ioredis';
+import type { DigestResult, RedisKeys, ScoreResult, Usage } from '#contracts';
+import {
+  appendDone,
+  appendStreamEvents,
+  chargeTenantTokens,
+  StreamBatcher,
+  type CheckpointStore,
+} from '#cluster';
+import type { SequenceEvent } from '#engine';
+import type { ProgressReporter } from './progress-reporter.js';
+import type { SharedPrefixes } from './sequence-start.js';
+
+/** How one sequence's events are written: to which choice, sharing prefixes or not. */
+export interface SequenceTarget {
+  jobId: string;
+  choice: number;
+  prefixes: SharedPrefixes | undefined;
+  progress: ProgressReporter;
+  /** Generate sequences end their choice in the stream; score and digest end with the job. */
+  endsChoice: boolean;
+}
+
+/**
+ * Where a running sequence's events go: tokens and choice ends to the job's stream, states to
+ * its checkpoints and to the prefix cache, progress to BullMQ. A job whose lock this worker lost
+ * (`isAbandoned`) gets nothing more written, so the worker that owns it now is never disturbed.
+ */
+export class StreamSink {
+  /** Tokens of all running sequences, written with one round trip per engine tick. */
+  private readonly tokens: StreamBatcher;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: RedisKeys,
+    private readonly checkpoints: CheckpointStore,
+    private readonly isAbandoned: (jobId: string) => boolean,
+  ) {
+    this.tokens = new StreamBatcher(redis, keys);
+  }
+
+  async onEvent(target: SequenceTarget, event: SequenceEvent): Promise<void> {
+    const { jobId, choice, prefixes, progress } = target;
+    if (this.isAbandoned(jobId)) return;
+    switch (event.type) {
+      case 'token':
+        await this.tokens.append(jobId, {
+          type: 'token',
+          choice,
+          index: event.index,
+          token: event.token,
+          text: event.text,
+          logprob: event.logprob,
+          ...(event.top === undefined ? {} : { top: event.top }),
+        });
+        await progress.tokenGenerated();
+        return;
+      case 'checkpoint':
+        // Ordered after the tokens sampled before it: the stream always holds more tokens than
+        // the checkpoint absorbed, which is what makes a resume exact.
+        await this.checkpoints.save(jobId, choice, {
+          state: Buffer.from(event.state),
+          position: event.position,
+          absorbed: event.absorbed,
+          ...(event.logprobs === undefined
+            ? {}
+            : { logprobs: event.logprobs, logprobsOffset: event.logprobsOffset ?? 0 }),
+        });
+        return;
+      case 'prefix-state':
+        await prefixes?.cache.store(event.hash, Buffer.from(event.state), prefixes.claimant.id);
+        return;
+      case 'progress':
+        // Each prefill chunk brings a claimed prefix closer: the sequences waiting for it wait on.
+        await prefixes?.cache.renewClaims(prefixes.claimant.id);
+        await progress.prefill(event.done, event.total, async (done, total) => {
+          await appendStreamEvents(this.redis, this.keys, jobId, [
+            { type: 'progress', promptTokensDone: done, promptTokensTotal: total },
+          ]);
+        });
+        return;
+      case 'finished':
+        if (target.endsChoice) {
+          await appendStreamEvents(this.redis, this.keys, jobId, [
+            {
+              type: 'choice-end',
+              choice,
+              finishReason: event.finishReason,
+              text: event.text,
+              promptTokens: event.promptTokens,
+              cachedTokens: event.cachedTokens,
+            },
+          ]);
+        }
+        return;
+      case 'tokenized':
+      case 'suspended':
+      case 'failed':
+        return;
+    }
+  }
+
+  /** Ends every choice of a generate job cancelled before it started: nothing was processed. */
+  async endCancelledChoices(jobId: string, choices: number): Promise<void> {
+    await appendStreamEvents(
+      this.redis,
+      this.keys,
+      jobId,
+      Array.from({ length: choices }, (_unused, choice) => ({
+        type: 'choice-end' as const,
+        choice,
+        finishReason: 'cancelled' as const,
+        text: '',
+        promptTokens: 0,
+        cachedTokens: 0,
+      })),
+    );
+  }
+
+  /**
+   * Ends the job's stream with its usage and result (readers need nothing else), charges the
+   * tokens it used to its owner and drops its checkpoints.
+   */
+  async complete(
+    jobId: string,
+    choices: number,
+    charge: { owner: string; tokens: number },
+    usage: Usage,
+    result?: ScoreResult | DigestResult,
+  ): Promise<void> {
+    if (this.isAbandoned(jobId)) throw new Error(`job ${jobId} was abandoned: its lock was lost`);
+    await appendDone(this.redis, this.keys, jobId, usage, result);
+    await chargeTenantTokens(this.redis, this.keys, jobId, charge.owner, charge.tokens);
+    await this.checkpoints.deleteJob(jobId, choices);
+  }
+
+  /** Ends the job's stream with a failure (only when BullMQ will not retry the job). */
+  async fail(jobId: string, message: string): Promise<void> {
+    await appendStreamEvents(this.redis, this.keys, jobId, [{ type: 'failed', message }]);
+  }
+}
