@@ -1,0 +1,148 @@
+/**
+ * The ends of the model graph: the token embedding in, and out the final norm with the LM head
+ * (last logits, their log-normaliser, scored targets' log-probs) and the carried state.
+ */
+import { param, slice, toFloat32, type GraphContext } from './graph-context.js';
+import { GraphOutput, stateDims, type GraphInputs } from './graph-io.js';
+import type { ChunkGeometry } from './positions.js';
+import { TensorDataType } from './proto.js';
+
+/** The embeddings of all B*T tokens, [B*T, hidden]. */
+export function embed(ctx: GraphContext, ids: string): string {
+  const { g, config } = ctx;
+  return g.op(
+    'Gather',
+    [
+      param(ctx, 'gpt_neox.embed_in.weight', [config.vocabSize, ctx.hidden]),
+      g.op('Reshape', [ids, g.int64([-1])]),
+    ],
+    { axis: 0 },
+  );
+}
+
+/** Final LayerNorm, then logits at each row's last valid position and the scored log-probs. */
+export function emitLanguageModelHead(
+  ctx: GraphContext,
+  geometry: ChunkGeometry,
+  inputs: GraphInputs,
+  h: string,
+): void {
+  const { g, config, hidden } = ctx;
+  const prefix = 'gpt_neox.final_layer_norm';
+  const finalHidden = g.op(
+    'LayerNormalization',
+    [h, param(ctx, `${prefix}.weight`, [hidden]), param(ctx, `${prefix}.bias`, [hidden])],
+    { axis: -1, epsilon: ctx.eps },
+  );
+  const embedOut = param(ctx, 'embed_out.weight', [config.vocabSize, hidden]);
+  emitLastLogits(ctx, geometry, inputs.validLen, finalHidden, embedOut);
+  emitTargetLogprobs(ctx, geometry, inputs.targets, finalHidden, embedOut);
+}
+
+function emitLastLogits(
+  ctx: GraphContext,
+  geometry: ChunkGeometry,
+  validLen: string,
+  finalHidden: string,
+  embedOut: string,
+): void {
+  const { g } = ctx;
+  // Each row's last valid position in the flattened [B * T] rows (a row with valid_len 0 reads its first).
+  const lastRow = g.op('Add', [
+    g.op('Mul', [
+      g.op('Range', [g.int64([0], []), geometry.batchScalar, g.int64([1], [])]),
+      geometry.chunkScalar,
+    ]),
+    g.op('Max', [g.op('Sub', [validLen, g.int64([1], [])]), g.int64([0], [])]),
+  ]);
+  const logits = g.op('Gemm', [g.op('Gather', [finalHidden, lastRow], { axis: 0 }), embedOut], {
+    transB: 1,
+  });
+  const logits32 = toFloat32(ctx, logits);
+  g.output(GraphOutput.Logits, logits32, TensorDataType.Float, ['batch', ctx.config.vocabSize]);
+  // max + log(sum(exp(logits - max))): stable however large the logits.
+  const rowMax = g.op('ReduceMax', [logits32, g.int64([1])], { keepdims: 1 });
+  const logNormaliser = g.op('Add', [
+    rowMax,
+    g.op('Log', [
+      g.op('ReduceSum', [g.op('Exp', [g.op('Sub', [logits32, rowMax])]), g.int64([1])], {
+        keepdims: 1,
+      }),
+    ]),
+  ]);
+  g.output(
+    GraphOutput.LogitsLogNormaliser,
+    g.op('Squeeze', [logNormaliser, g.int64([1])]),
+    TensorDataType.Float,
+    ['batch'],
+  );
+}
+
+function emitTargetLogprobs(
+  ctx: GraphContext,
+  geometry: ChunkGeometry,
+  targets: string,
+  finalHidden: string,
+  embedOut: string,
+): void {
+  const { g, hidden } = ctx;
+  // Scoring: only the first S positions of each row, so S = 0 costs nothing.
+  const scored = slice(g, g.op('Shape', [targets]), 1, 2, 0);
+  const scoredHidden = g.op('Reshape', [
+    g.op('Slice', [
+      g.op('Reshape', [
+        finalHidden,
+        g.op('Concat', [geometry.batch, geometry.chunk, g.int64([hidden])], { axis: 0 }),
+      ]),
+      g.int64([0]),
+      scored,
+      g.int64([1]),
+    ]),
+    g.int64([-1, hidden]),
+  ]);
+  const logProbs = g.op(
+    'LogSoftmax',
+    [toFloat32(ctx, g.op('Gemm', [scoredHidden, embedOut], { transB: 1 }))],
+    { axis: -1 },
+  );
+  const targetLogProbs = g.op(
+    'Reshape',
+    [
+      g.op('GatherElements', [logProbs, g.op('Reshape', [targets, g.int64([-1, 1])])], { axis: 1 }),
+      g.op('Shape', [targets]),
+    ],
+    { allowzero: 1 },
+  );
+  g.output(GraphOutput.TargetLogprobs, targetLogProbs, TensorDataType.Float, ['batch', 'scored']);
+}
+
+/** DiJiang's state after the chunk, from each layer's [1, B, H, d, d] state. */
+export function emitStateOutput(ctx: GraphContext, stateByLayer: readonly string[]): void {
+  ctx.g.output(
+    GraphOutput.State,
+    toFloat32(ctx, ctx.g.op('Concat', [...stateByLayer], { axis: 0 })),
+    TensorDataType.Float,
+    stateDims(ctx),
+  );
+}
+
+/** Each layer's [1, B, H, P + T, d] keys and values, as softmax's cache after the chunk. */
+export function emitKvCacheOutputs(
+  ctx: GraphContext,
+  keysByLayer: readonly string[],
+  valuesByLayer: readonly string[],
+): void {
+  const presentShape = [ctx.layers, 'batch', ctx.heads, 'present', ctx.headDim];
+  ctx.g.output(
+    GraphOutput.PresentKey,
+    toFloat32(ctx, ctx.g.op('Concat', [...keysByLayer], { axis: 0 })),
+    TensorDataType.Float,
+    presentShape,
+  );
+  ctx.g.output(
+    GraphOutput.PresentValue,
+    toFloat32(ctx, ctx.g.op('Concat', [...valuesByLayer], { axis: 0 })),
+    TensorDataType.Float,
+    presentShape,
+  );
+}
