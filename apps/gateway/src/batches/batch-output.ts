@@ -100,7 +100,7 @@ export function joinLines(batch: FinishedBatch): JoinedLines {
 }
 
 /** The batch's `usage` in OpenAI's shape. */
-export function openAiUsage(usage: BatchUsage) {
+export function openAiBatchUsage(usage: BatchUsage) {
   return {
     input_tokens: usage.input,
     input_tokens_details: { cached_tokens: usage.cached },

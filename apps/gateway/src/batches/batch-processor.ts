@@ -19,7 +19,7 @@ import { queueOptions, requestCancels, workerOptions, type Logger } from '#clust
 import { linesOf, type FileStore } from '../files/file-store.js';
 import type { JobQueues } from '../jobs/job-queues.js';
 import { BatchLineChecker, type LineCheckerDependencies } from './batch-lines.js';
-import { joinLines, openAiUsage, writeBatchFiles } from './batch-output.js';
+import { joinLines, openAiBatchUsage, writeBatchFiles } from './batch-output.js';
 import { isTerminal, nowSeconds, type BatchStore } from './batch-store.js';
 
 /** Batch jobs (validations, finalizations, expiries) one gateway runs at once. @defaultValue 4 */
@@ -252,7 +252,7 @@ export class BatchProcessor {
         error_file_id: errorFileId,
         completed: joined.output.length,
         failed: joined.errors.length,
-        usage: JSON.stringify(openAiUsage(joined.usage)),
+        usage: JSON.stringify(openAiBatchUsage(joined.usage)),
       },
       finishedAt,
     );
