@@ -90,11 +90,11 @@ export class BatchProcessor {
         }
         // TypeScript cannot pair `item.name` with its own entry (calling a union of functions
         // needs an argument of all their types at once); the map's type pairs them.
-        const process = this.processors[item.name] as (
+        const processItem = this.processors[item.name] as (
           job: GatewayJob,
           context: Job,
         ) => Promise<void>;
-        await process(item, job);
+        await processItem(item, job);
       },
       workerOptions(this.deps.connection, this.deps.keys.prefix, CONCURRENCY),
     );
