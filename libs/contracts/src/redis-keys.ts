@@ -71,3 +71,12 @@ export function redisKeys(prefix: string): RedisKeys {
     modelChat: (modelId) => `${prefix}:model:${modelId}:chat`,
   };
 }
+
+/**
+ * BullMQ's own key of one job (`{prefix}:{queue}:{jobId}`): the key under which a flow's parent
+ * sees each child's return value (`getChildrenValues`) and ignored failure
+ * (`getIgnoredChildrenFailures`). BullMQ builds it internally; this mirrors its layout in one place.
+ */
+export function bullJobKey(prefix: string, queue: string, jobId: string): string {
+  return `${prefix}:${queue}:${jobId}`;
+}
