@@ -4,6 +4,7 @@ import { waitFor } from '../support/wait.js';
 import { client, Keys, sseEvents, startTestGateway } from './support/harness.js';
 import {
   expectedText,
+  LOSE_CHOICE_END,
   startScriptedWorker,
   type ScriptedWorker,
 } from './support/scripted-worker.js';
@@ -82,6 +83,27 @@ describe('streams and jobs', () => {
     expect(
       (await alice.get(`/v1/completions/${jobId}/stream`, { 'Last-Event-ID': 'nonsense' })).status,
     ).toBe(400);
+  });
+
+  it('answers an error, never a "stop", when a choice has no end entry in the stream', async () => {
+    const request = { model, prompt: `p ${LOSE_CHOICE_END}`, max_tokens: 2, n: 2 };
+    const plain = await alice.post<{ error: { type: string; message: string } }>(
+      '/v1/completions',
+      request,
+    );
+    expect(plain.status).toBe(500);
+    expect(plain.body.error.type).toBe('server_error');
+    expect(plain.body.error.message).toMatch(/choice 1 of 2 has no end entry/);
+    const streamed = await alice.raw('/v1/completions', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ ...request, stream: true }),
+    });
+    const data: string[] = [];
+    for await (const event of sseEvents(streamed)) data.push(event.data);
+    expect(data).not.toContain('[DONE]');
+    const last = JSON.parse(data.at(-1) ?? '{}') as { error?: { message: string } };
+    expect(last.error?.message).toMatch(/choice 1 has no end entry/);
   });
 
   it('cancels the job when the client goes away and does not come back', async () => {

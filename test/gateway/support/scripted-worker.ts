@@ -34,6 +34,9 @@ export const expectedToken = (choice: number, index: number): string => `c${choi
 export const expectedText = (choice: number, maxTokens: number): string =>
   Array.from({ length: maxTokens }, (_, index) => expectedToken(choice, index)).join('');
 
+/** A prompt containing this loses its last choice's end entry (an incomplete stream). */
+export const LOSE_CHOICE_END = '[lose-choice-end]';
+
 export interface ScriptedWorker {
   readonly id: string;
   stop(): Promise<void>;
@@ -129,6 +132,9 @@ async function run(
           completionTokens += 1;
           logprobs.push({ text: token, logprob, top });
         }
+        // A prompt asking for it loses the last choice's end entry, as a lost write would.
+        const lost = text.includes(LOSE_CHOICE_END) && choice === payload.n - 1;
+        if (lost) continue;
         await emit([
           {
             type: 'choice-end',

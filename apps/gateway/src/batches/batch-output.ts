@@ -36,7 +36,12 @@ export interface FinishedBatch {
   prefix: string;
   /** The accepted lines, in input order. */
   lines: readonly BatchLine[];
-  /** Return values of the lines' jobs, by BullMQ job key (the flow parent's children values). */
+  /**
+   * Return values of the lines' jobs, by BullMQ job key (the flow parent's children values).
+   * Unlike other responses, batch lines are not rebuilt from their streams: a stream expires a
+   * day after its job ends, and a batch may run for its whole completion window, so its early
+   * lines' streams can be gone when it finalizes; BullMQ keeps children's values with the parent.
+   */
   values: Readonly<Record<string, unknown>>;
   /** Failure messages of the lines' jobs that failed, by BullMQ job key. */
   failures: Readonly<Record<string, string>>;
