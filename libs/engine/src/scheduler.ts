@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
-import type { ChunkRequest, ChunkResult, ModelConfig, Tokenizer } from '#model';
+import type { ModelConfig, Tokenizer } from '#model';
 import { headDim } from '#model';
+import { ENGINE_DEFAULTS } from './defaults.js';
+import type { ChunkResult, RunChunk } from './ort/chunk.js';
 import type {
   CheckpointPolicy,
   FinishReason,
@@ -13,28 +15,20 @@ import { StateBatch } from './state-batch.js';
 import { StopStringFilter } from './stop-strings.js';
 import { TokenList } from './token-list.js';
 
-/** Runs one chunk of the model (onnxruntime in the engine thread, or anything in tests). */
-export type RunChunk = (request: ChunkRequest) => Promise<ChunkResult>;
-
+/** How the scheduler sizes its work; the defaults are `ENGINE_DEFAULTS`' (defaults.ts). */
 export interface SchedulerOptions {
-  /** Decode rows per step. @defaultValue 64 */
+  /** Decode rows per step. */
   maxBatch: number;
-  /** Prefill chunk when nothing is decoding. @defaultValue 512 */
+  /** Prefill chunk when nothing is decoding. */
   maxPrefillChunk: number;
-  /** Smallest prefill chunk while sequences decode. @defaultValue 16 */
+  /** Smallest prefill chunk while sequences decode. */
   minPrefillChunk: number;
 }
 
 export const defaultSchedulerOptions: SchedulerOptions = {
-  maxBatch: 64,
-  maxPrefillChunk: 512,
-  minPrefillChunk: 16,
-};
-
-const defaultCheckpointPolicy: CheckpointPolicy = {
-  everyTokens: 64,
-  everyMs: 5000,
-  prefillEveryTokens: 4096,
+  maxBatch: ENGINE_DEFAULTS.maxBatch,
+  maxPrefillChunk: ENGINE_DEFAULTS.maxPrefillChunk,
+  minPrefillChunk: ENGINE_DEFAULTS.minPrefillChunk,
 };
 
 type Phase = 'tokenized' | 'prefill' | 'decode' | 'done';
@@ -87,7 +81,7 @@ class Sequence {
   }
 
   get checkpointPolicy(): CheckpointPolicy {
-    return this.request.checkpoint ?? defaultCheckpointPolicy;
+    return this.request.checkpoint ?? ENGINE_DEFAULTS.checkpoint;
   }
 }
 
