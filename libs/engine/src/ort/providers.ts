@@ -14,7 +14,7 @@ export const DEVICE_PROVIDERS = {
 
 export type DeviceProvider = (typeof DEVICE_PROVIDERS)[Device];
 
-export function isDevice(name: string): name is Device {
+function isDevice(name: string): name is Device {
   return Object.hasOwn(DEVICE_PROVIDERS, name);
 }
 
