@@ -21,16 +21,15 @@ import {
   ByteTokenizer,
   headDim,
   initWeights,
-  openSession,
   presetConfig,
-  runChunk,
   writeOnnxModel,
   type DecodeStream,
   type ModelConfig,
   type PresetName,
   type Tokenizer,
 } from '#model';
-import { DEFAULT_SAMPLING, Scheduler, type SamplingParams, type SequenceRequest } from '#engine';
+import { defaultSchedulerOptions, openSession, runChunk, Scheduler } from '#engine/runtime';
+import { DEFAULT_SAMPLING, type SamplingParams, type SequenceRequest } from '#engine';
 import { percentile } from './stats.js';
 
 const threads = Number(process.env.BENCH_THREADS ?? 2);
@@ -85,11 +84,7 @@ async function schedulerFor(preset: PresetName): Promise<Bench> {
     config,
     tokenizer,
     (request) => runChunk(session, config, request),
-    {
-      maxBatch: 64,
-      maxPrefillChunk: 512,
-      minPrefillChunk: 16,
-    },
+    defaultSchedulerOptions,
   );
   const generate = (id: string, maxTokens: number): SequenceRequest => ({
     id,

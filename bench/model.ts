@@ -16,7 +16,6 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import ort from 'onnxruntime-node';
 import {
   GraphBuilder,
   IR_VERSION,
@@ -27,15 +26,22 @@ import {
   initWeights,
   isPresetName,
   kvBytesPerToken,
-  openSession,
   presetConfig,
-  runChunk,
   stateBytesPerSequence,
   writeOnnxModel,
   type AttentionKind,
-  type ChunkRequest,
   type ModelConfig,
 } from '#model';
+import {
+  float32Tensor,
+  onnxruntimeVersion,
+  openSession,
+  runChunk,
+  runSession,
+  type ChunkRequest,
+  type InferenceSession,
+} from '#engine/runtime';
+import { ENGINE_DEFAULTS } from '#engine';
 import { describeMachine, machineInfo, markdownTable, verdict } from './machine.js';
 
 function listFromEnv(name: string, fallback: number[]): number[] {
@@ -51,7 +57,7 @@ const threads = Number(process.env.BENCH_THREADS ?? 2);
 const presetName = process.env.BENCH_PRESET ?? 'pythia-70m';
 if (!isPresetName(presetName)) throw new Error(`BENCH_PRESET ${presetName} is not a preset`);
 /** Prefill chunk (the engine's default chunk size): bounds the [H, T, T] intra-chunk matrices. */
-const PREFILL_CHUNK = 512;
+const PREFILL_CHUNK = ENGINE_DEFAULTS.maxPrefillChunk;
 /** Decode rounds; each round steps every context of both attention kinds once, interleaved. */
 const DECODE_ROUNDS = 20;
 const BATCH_REPEATS = 8;
@@ -110,10 +116,10 @@ async function matmulPeakGflops(dir: string, n: number): Promise<number> {
     }),
   );
   const session = await openSession(path, { intraOpNumThreads: threads });
-  const feeds = { a: new ort.Tensor('float32', new Float32Array(n * n).fill(0.5), [n, n]) };
-  await session.run(feeds);
+  const feeds = { a: float32Tensor(new Float32Array(n * n).fill(0.5), [n, n]) };
+  await runSession(session, feeds);
   const times: number[] = [];
-  for (let i = 0; i < 7; i++) times.push(await timed(() => session.run(feeds)));
+  for (let i = 0; i < 7; i++) times.push(await timed(() => runSession(session, feeds)));
   await session.release();
   return (2 * n ** 3) / (Math.min(...times) / 1000) / 1e9;
 }
@@ -143,7 +149,7 @@ function prefillFlops(config: ModelConfig, length: number, chunk: number): numbe
 
 interface Model {
   readonly config: ModelConfig;
-  readonly session: ort.InferenceSession;
+  readonly session: InferenceSession;
 }
 
 async function openModel(dir: string, attention: AttentionKind): Promise<Model> {
@@ -355,7 +361,7 @@ await writeFile(
       preset: presetName,
       command,
       machine: { ...machine, loadAverageAtEnd },
-      runtime: { onnxruntime: ort.env.versions.common, executionProvider: 'cpu', threads },
+      runtime: { onnxruntime: onnxruntimeVersion(), executionProvider: 'cpu', threads },
       settings: {
         prefillChunk: PREFILL_CHUNK,
         softmaxPrefillMax,
@@ -379,7 +385,7 @@ const fixed = (value: number, digits: number): string =>
   Number.isFinite(value) ? value.toFixed(digits) : '-';
 const mib = (bytes: number): string => (bytes / 2 ** 20).toFixed(2);
 const markdown = [
-  `# Model benchmarks: ${presetName} shape, onnxruntime ${ort.env.versions.common} CPU, ${threads} threads`,
+  `# Model benchmarks: ${presetName} shape, onnxruntime ${onnxruntimeVersion()} CPU, ${threads} threads`,
   '',
   `Command: \`${command}\`. Machine: ${describeMachine(machine)}; at the end ${loadAverageAtEnd.toFixed(2)}. The machine is shared: a load average above its core count means other processes competed for the CPUs and the timings are pessimistic.`,
   '',

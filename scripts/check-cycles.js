@@ -1,29 +1,17 @@
-// Import-cycle check over the TypeScript sources. Module resolution is TypeScript's own, with the
-// project's tsconfig (so the "#…" package.json import aliases resolve to sources, without a
-// build). Exits 1 and prints every cycle found.
-import ts from 'typescript';
+// Import-cycle check over the TypeScript sources (graph: import-graph.js). Exits 1 and prints
+// every cycle found.
 import { relative } from 'node:path';
+import { loadImportGraph } from './import-graph.js';
 
 const root = process.cwd();
-const configPath = ts.findConfigFile(root, ts.sys.fileExists, 'tsconfig.json');
-if (configPath === undefined) throw new Error('tsconfig.json not found');
-const { config } = ts.readConfigFile(configPath, ts.sys.readFile);
-const parsed = ts.parseJsonConfigFileContent(config, ts.sys, root);
-const files = parsed.fileNames.filter((file) => !file.includes('/node_modules/'));
-const inProject = new Set(files);
-
+const { files, imports } = loadImportGraph(root);
 /** @type {Map<string, string[]>} */
 const edges = new Map();
-for (const file of files) {
-  const { importedFiles } = ts.preProcessFile(ts.sys.readFile(file) ?? '', true, true);
-  const targets = [];
-  for (const { fileName } of importedFiles) {
-    const resolved = ts.resolveModuleName(fileName, file, parsed.options, ts.sys).resolvedModule;
-    if (resolved !== undefined && inProject.has(resolved.resolvedFileName)) {
-      targets.push(resolved.resolvedFileName);
-    }
-  }
-  edges.set(file, targets);
+for (const [file, fileImports] of imports) {
+  edges.set(
+    file,
+    fileImports.flatMap(({ resolved }) => (resolved === undefined ? [] : [resolved])),
+  );
 }
 
 // Tarjan's strongly connected components: every component of more than one file is a cycle.

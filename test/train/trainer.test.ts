@@ -10,13 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
-import {
-  BYTE_EOS_TOKEN_ID,
-  DEFAULT_MODEL_CHECKPOINT,
-  loadBundle,
-  openBundleSession,
-  runChunk,
-} from '#model';
+import { BYTE_EOS_TOKEN_ID, DEFAULT_MODEL_CHECKPOINT, loadBundle } from '#model';
+import { openBundleSession, runChunk } from '#engine/runtime';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const cli = join(root, 'bin/dijiang.js');

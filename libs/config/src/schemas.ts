@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
+import { DEVICE_NAMES, ENGINE_DEFAULTS } from '#engine';
 
 const integer = (min: number, max: number) =>
   z
@@ -103,24 +104,42 @@ export const workerEnvSchema = z.object({
   WORKER_CAPACITY: integer(1, 4096).default(8),
   /** A model bundle, or a folder of bundles (one sub-folder each). @defaultValue `models` */
   MODEL_DIR: z.string().min(1).default('models'),
-  /** Execution provider: `cpu` (fp32 graph) or `cuda` (fp16 graph). @defaultValue cpu */
-  ENGINE_DEVICE: z.enum(['cpu', 'cuda'], { error: 'expected one of cpu, cuda' }).default('cpu'),
+  /**
+   * Execution provider: `cpu` (fp32 graph) or `cuda` (fp16 graph).
+   * @defaultValue `ENGINE_DEFAULTS.device` (libs/engine)
+   */
+  ENGINE_DEVICE: z
+    .enum(DEVICE_NAMES, { error: `expected one of ${DEVICE_NAMES.join(', ')}` })
+    .default(ENGINE_DEFAULTS.device),
   /** onnxruntime intra-op threads per model; unset lets onnxruntime choose. */
   ENGINE_THREADS: integer(1, 1024).optional(),
-  /** Rows per decode step. @defaultValue 64 */
-  ENGINE_MAX_BATCH: integer(1, 4096).default(64),
-  /** Tokens per prefill chunk when nothing decodes. @defaultValue 512 */
-  ENGINE_PREFILL_CHUNK: integer(16, 65536).default(512),
-  /** Checkpoint a generating sequence after this many tokens… @defaultValue 64 */
-  CHECKPOINT_EVERY_TOKENS: integer(1, 1_000_000).default(64),
-  /** …or this much time, whichever comes first. @defaultValue 5000 ms */
-  CHECKPOINT_EVERY_MS: integer(100, 3_600_000).default(5000),
-  /** While prefilling, at the chunk boundary after this many tokens. @defaultValue 4096 */
-  CHECKPOINT_PREFILL_EVERY_TOKENS: integer(1, 1e9).default(4096),
+  /** Rows per decode step. @defaultValue `ENGINE_DEFAULTS.maxBatch` */
+  ENGINE_MAX_BATCH: integer(1, 4096).default(ENGINE_DEFAULTS.maxBatch),
+  /** Tokens per prefill chunk when nothing decodes. @defaultValue `ENGINE_DEFAULTS.maxPrefillChunk` */
+  ENGINE_PREFILL_CHUNK: integer(ENGINE_DEFAULTS.minPrefillChunk, 65536).default(
+    ENGINE_DEFAULTS.maxPrefillChunk,
+  ),
+  /**
+   * Checkpoint a generating sequence after this many tokens…
+   * @defaultValue `ENGINE_DEFAULTS.checkpoint.everyTokens`
+   */
+  CHECKPOINT_EVERY_TOKENS: integer(1, 1_000_000).default(ENGINE_DEFAULTS.checkpoint.everyTokens),
+  /** …or this much time, whichever comes first. @defaultValue `ENGINE_DEFAULTS.checkpoint.everyMs` */
+  CHECKPOINT_EVERY_MS: integer(100, 3_600_000).default(ENGINE_DEFAULTS.checkpoint.everyMs),
+  /**
+   * While prefilling, at the chunk boundary after this many tokens.
+   * @defaultValue `ENGINE_DEFAULTS.checkpoint.prefillEveryTokens`
+   */
+  CHECKPOINT_PREFILL_EVERY_TOKENS: integer(1, 1e9).default(
+    ENGINE_DEFAULTS.checkpoint.prefillEveryTokens,
+  ),
   /** Bytes of prefix states kept in Redis for all workers, LRU-evicted. @defaultValue 256 MiB */
   PREFIX_CACHE_MAX_BYTES: integer(0, 1e12).default(256 * 1024 * 1024),
-  /** Prefix states are cached every this many prompt tokens; 0 disables. @defaultValue 256 */
-  PREFIX_BLOCK_TOKENS: integer(0, 1_000_000).default(256),
+  /**
+   * Prefix states are cached every this many prompt tokens; 0 disables.
+   * @defaultValue `ENGINE_DEFAULTS.prefixBlockTokens`
+   */
+  PREFIX_BLOCK_TOKENS: integer(0, 1_000_000).default(ENGINE_DEFAULTS.prefixBlockTokens),
   /** On SIGTERM, time to checkpoint and hand back jobs before exiting. @defaultValue 10000 ms */
   SHUTDOWN_GRACE_MS: integer(0, 600_000).default(10_000),
 });

@@ -4,8 +4,9 @@
  * scheduler while there is work and sleeps on the message port otherwise.
  */
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
-import { loadBundle, loadTokenizer, openBundleSession, runChunk } from '#model';
-import { resolveDevice } from './devices.js';
+import { loadBundle, loadTokenizer } from '#model';
+import { ENGINE_DEFAULTS } from './defaults.js';
+import { openBundleSession, resolveDevice, runChunk } from './ort/index.js';
 import type { EngineCommand, EngineMessage, EngineThreadOptions } from './protocol.js';
 import { Scheduler } from './scheduler.js';
 
@@ -19,13 +20,14 @@ const post = (message: EngineMessage, transfer: ArrayBuffer[] = []): void => {
 };
 
 async function main(options: EngineThreadOptions): Promise<void> {
-  const device = resolveDevice(options.device);
+  // The device is checked before the bundle is read: a wrong setting fails at once, by name.
+  const { precision } = resolveDevice(options.device);
   const bundle = await loadBundle(options.bundleDir);
   const config = bundle.manifest.config;
   const tokenizer = await loadTokenizer(bundle.manifest.tokenizer, bundle.dir);
   const session = await openBundleSession(bundle, {
-    precision: device.precision,
-    executionProvider: device.executionProvider,
+    device: options.device,
+    precision,
     ...(options.intraOpThreads === undefined ? {} : { intraOpNumThreads: options.intraOpThreads }),
   });
   const scheduler = new Scheduler(
@@ -35,7 +37,7 @@ async function main(options: EngineThreadOptions): Promise<void> {
     {
       maxBatch: options.maxBatch,
       maxPrefillChunk: options.maxPrefillChunk,
-      minPrefillChunk: 16,
+      minPrefillChunk: ENGINE_DEFAULTS.minPrefillChunk,
     },
   );
 
@@ -99,6 +101,10 @@ async function main(options: EngineThreadOptions): Promise<void> {
 }
 
 main(workerData as EngineThreadOptions).catch((error: unknown) => {
-  post({ type: 'fatal', message: error instanceof Error ? error.message : String(error) });
+  post(
+    error instanceof Error
+      ? { type: 'fatal', message: error.message, stack: error.stack }
+      : { type: 'fatal', message: String(error), stack: undefined },
+  );
   port.close();
 });

@@ -2,6 +2,8 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { BundleChat } from '#model';
+import { ENGINE_DEFAULTS } from './defaults.js';
+import type { Device } from './devices.js';
 import type {
   EngineCommand,
   EngineMessage,
@@ -13,15 +15,13 @@ import type {
   Tokenized,
 } from './protocol.js';
 
+/** Engine settings; what is left out comes from `ENGINE_DEFAULTS` (defaults.ts). */
 export interface EngineOptions {
   bundleDir: string;
-  /** @defaultValue 'cpu' */
-  device?: 'cpu' | 'cuda';
+  device?: Device;
   /** onnxruntime intra-op threads. @defaultValue onnxruntime's choice */
   intraOpThreads?: number;
-  /** @defaultValue 64 */
   maxBatch?: number;
-  /** @defaultValue 512 */
   maxPrefillChunk?: number;
 }
 
@@ -82,10 +82,10 @@ export class Engine {
   static async start(options: EngineOptions): Promise<Engine> {
     const threadOptions: EngineThreadOptions = {
       bundleDir: options.bundleDir,
-      device: options.device ?? 'cpu',
+      device: options.device ?? ENGINE_DEFAULTS.device,
       intraOpThreads: options.intraOpThreads,
-      maxBatch: options.maxBatch ?? 64,
-      maxPrefillChunk: options.maxPrefillChunk ?? 512,
+      maxBatch: options.maxBatch ?? ENGINE_DEFAULTS.maxBatch,
+      maxPrefillChunk: options.maxPrefillChunk ?? ENGINE_DEFAULTS.maxPrefillChunk,
     };
     const thread = new Worker(engineThreadEntry(), {
       workerData: threadOptions,
@@ -101,7 +101,7 @@ export class Engine {
         (resolve, reject) => {
           onMessage = (message: EngineMessage): void => {
             if (message.type === 'ready') resolve(message);
-            else if (message.type === 'fatal') reject(new Error(message.message));
+            else if (message.type === 'fatal') reject(threadError(message));
           };
           onError = reject;
           onExit = (code: number): void => {
@@ -162,7 +162,7 @@ export class Engine {
         for (const event of message.events) this.dispatch(event);
         break;
       case 'fatal':
-        this.failAll(new Error(message.message));
+        this.failAll(threadError(message));
         break;
       case 'ready':
         break;
@@ -203,6 +203,19 @@ export class Engine {
       pending.reject(error);
     }
   }
+}
+
+/**
+ * The engine thread's error, raised on this thread: the message unchanged, and a stack that shows
+ * where it happened in the engine thread, followed by where this thread received it.
+ */
+function threadError(report: Extract<EngineMessage, { type: 'fatal' }>): Error {
+  const error = new Error(report.message);
+  if (report.stack !== undefined) {
+    const received = (error.stack ?? '').split('\n').slice(1).join('\n');
+    error.stack = `${report.stack}\n    --- reported by the engine thread to ---\n${received}`;
+  }
+  return error;
 }
 
 /**

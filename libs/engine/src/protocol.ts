@@ -1,5 +1,6 @@
 import type { JobPriority } from '#contracts';
 import type { BundleChat } from '#model';
+import type { Device } from './devices.js';
 import type { SamplingParams, TokenLogprob } from './sampler.js';
 
 /**
@@ -24,13 +25,16 @@ export interface ScoreOptions {
   windowTokens: number | undefined;
 }
 
-/** How often a running sequence's state is offered for checkpointing. */
+/**
+ * How often a running sequence's state is offered for checkpointing.
+ * @defaultValue `ENGINE_DEFAULTS.checkpoint` (defaults.ts)
+ */
 export interface CheckpointPolicy {
-  /** After this many generated tokens. @defaultValue 64 */
+  /** After this many generated tokens. */
   everyTokens: number;
-  /** After this much time. @defaultValue 5000 ms */
+  /** After this much time, in ms. */
   everyMs: number;
-  /** While prefilling: at the first chunk boundary after this many tokens. @defaultValue 4096 */
+  /** While prefilling: at the first chunk boundary after this many tokens. */
   prefillEveryTokens: number;
 }
 
@@ -156,15 +160,15 @@ export type SequenceEvent =
 
 export type { SamplingParams, TokenLogprob };
 
+/** What the engine thread runs; every field is set (defaults from `ENGINE_DEFAULTS`, defaults.ts). */
 export interface EngineThreadOptions {
   bundleDir: string;
-  /** Execution provider. @defaultValue 'cpu' */
-  device: 'cpu' | 'cuda';
-  /** onnxruntime intra-op threads. @defaultValue onnxruntime's choice */
+  device: Device;
+  /** onnxruntime intra-op threads; undefined lets onnxruntime choose. */
   intraOpThreads: number | undefined;
-  /** Rows per decode step. @defaultValue 64 */
+  /** Rows per decode step. */
   maxBatch: number;
-  /** Tokens per prefill chunk when nothing is decoding. @defaultValue 512 */
+  /** Tokens per prefill chunk when nothing is decoding. */
   maxPrefillChunk: number;
 }
 
@@ -187,4 +191,9 @@ export type EngineMessage =
       chat: BundleChat | undefined;
     }
   | { type: 'events'; events: SequenceEvent[] }
-  | { type: 'fatal'; message: string };
+  | {
+      type: 'fatal';
+      message: string;
+      /** The error's stack in the engine thread, so that the calling thread can show where. */
+      stack: string | undefined;
+    };

@@ -1,95 +1,29 @@
-import { createHash } from 'node:crypto';
-import type { ChunkRequest, ChunkResult, ModelConfig, Tokenizer } from '#model';
+import type { ModelConfig, Tokenizer } from '#model';
 import { headDim } from '#model';
-import type {
-  CheckpointPolicy,
-  FinishReason,
-  SequenceEvent,
-  SequenceRequest,
-  SequenceStart,
-} from './protocol.js';
-import { TokenSampler } from './sampler.js';
+import { checkpointDue, takeCheckpoint } from './checkpoint-policy.js';
+import { ENGINE_DEFAULTS } from './defaults.js';
+import type { ChunkRequest, ChunkResult, RunChunk } from './ort/chunk.js';
+import { OutputProcessor } from './output-processor.js';
+import type { FinishReason, SequenceEvent, SequenceRequest, SequenceStart } from './protocol.js';
+import type { Sequence } from './sequence.js';
+import { applyStart, tokenizeSequence } from './sequence-start.js';
 import { StateBatch } from './state-batch.js';
-import { StopStringFilter } from './stop-strings.js';
-import { TokenList } from './token-list.js';
 
-/** Runs one chunk of the model (onnxruntime in the engine thread, or anything in tests). */
-export type RunChunk = (request: ChunkRequest) => Promise<ChunkResult>;
-
+/** How the scheduler sizes its work; the defaults are `ENGINE_DEFAULTS`' (defaults.ts). */
 export interface SchedulerOptions {
-  /** Decode rows per step. @defaultValue 64 */
+  /** Decode rows per step. */
   maxBatch: number;
-  /** Prefill chunk when nothing is decoding. @defaultValue 512 */
+  /** Prefill chunk when nothing is decoding. */
   maxPrefillChunk: number;
-  /** Smallest prefill chunk while sequences decode. @defaultValue 16 */
+  /** Smallest prefill chunk while sequences decode. */
   minPrefillChunk: number;
 }
 
 export const defaultSchedulerOptions: SchedulerOptions = {
-  maxBatch: 64,
-  maxPrefillChunk: 512,
-  minPrefillChunk: 16,
+  maxBatch: ENGINE_DEFAULTS.maxBatch,
+  maxPrefillChunk: ENGINE_DEFAULTS.maxPrefillChunk,
+  minPrefillChunk: ENGINE_DEFAULTS.minPrefillChunk,
 };
-
-const defaultCheckpointPolicy: CheckpointPolicy = {
-  everyTokens: 64,
-  everyMs: 5000,
-  prefillEveryTokens: 4096,
-};
-
-type Phase = 'tokenized' | 'prefill' | 'decode' | 'done';
-
-interface GenerateState {
-  sampler: TokenSampler;
-  decoder: ReturnType<Tokenizer['createDecodeStream']>;
-  stopFilter: StopStringFilter;
-  maxTokens: number;
-  /** Output tokens so far, replayed ones included. */
-  generated: number;
-  /** The last sampled token, fed at the next decode step. */
-  pending: number;
-}
-
-/** One sequence in the engine; the logical token list is the input then the generated tokens. */
-class Sequence {
-  phase: Phase = 'tokenized';
-  state: Float32Array;
-  /** Absolute position of the next token to feed. */
-  position = 0;
-  /** Tokens of `tokens` already absorbed into `state`. */
-  absorbed = 0;
-  cachedTokens = 0;
-  cancelled = false;
-  suspended = false;
-  generate: GenerateState | undefined;
-  /** Score: log-prob of tokens[i + 1] given tokens[0..i]. */
-  logprobs: Float64Array | undefined;
-  lastServedTick = -1;
-  sinceCheckpoint = { tokens: 0, at: performance.now() };
-  /** Score: log-probs before this index are already in a checkpoint. */
-  logprobsCheckpointed = 0;
-
-  constructor(
-    readonly request: SequenceRequest,
-    /** Input tokens, then (after start) the replayed output tokens. */
-    readonly tokens: TokenList,
-    readonly inputCount: number,
-    readonly prefixes: { tokens: number; hash: string }[],
-    stateSize: number,
-  ) {
-    this.state = new Float32Array(stateSize);
-  }
-
-  /** How many tokens must be absorbed before the logits are used (meaningful before decode). */
-  get feedEnd(): number {
-    // Scoring predicts tokens[1..n-1] from the positions before them: the last token is never fed.
-    return this.request.kind === 'score' ? Math.max(0, this.tokens.length - 1) : this.tokens.length;
-  }
-
-  get checkpointPolicy(): CheckpointPolicy {
-    return this.request.checkpoint ?? defaultCheckpointPolicy;
-  }
-}
 
 /**
  * While sequences decode, a tick's prefill chunk is sized to cost this share of the decode step:
@@ -117,6 +51,7 @@ export class Scheduler {
   private decodeMs = 0;
   private prefillTokensPerMs = 0;
   private events: SequenceEvent[] = [];
+  private readonly output: OutputProcessor;
 
   constructor(
     private readonly config: ModelConfig,
@@ -134,6 +69,7 @@ export class Scheduler {
     const layerBlock = config.numHeads * d * d;
     this.stateSize = config.numLayers * layerBlock;
     this.decodeStates = new StateBatch(config.numLayers, layerBlock);
+    this.output = new OutputProcessor(tokenizer);
   }
 
   get stateFloats(): number {
@@ -164,17 +100,14 @@ export class Scheduler {
   submit(request: SequenceRequest): void {
     if (this.sequences.has(request.id)) throw new Error(`sequence ${request.id} already exists`);
     try {
-      const ids = this.tokenizer.encodeIds(request.text);
-      // Scoring predicts every text token, the first from end-of-text; generation needs at least
-      // one token to feed, and an empty prompt starts from end-of-text as Pythia's training did.
-      const tokens =
-        request.kind === 'score' || (request.kind === 'generate' && ids.length === 0)
-          ? new TokenList(ids, this.tokenizer.eosTokenId)
-          : new TokenList(ids);
-      const prefixes = prefixHashes(this.config, tokens, request.prefixBlockTokens);
-      const sequence = new Sequence(request, tokens, tokens.length, prefixes, this.stateSize);
+      const sequence = tokenizeSequence(request, this.tokenizer, this.config, this.stateSize);
       this.sequences.set(request.id, sequence);
-      this.emit({ type: 'tokenized', id: request.id, tokenCount: tokens.length, prefixes });
+      this.emit({
+        type: 'tokenized',
+        id: request.id,
+        tokenCount: sequence.inputCount,
+        prefixes: sequence.prefixes,
+      });
     } catch (error) {
       this.emit({ type: 'failed', id: request.id, message: errorMessage(error) });
     }
@@ -185,7 +118,8 @@ export class Scheduler {
     const sequence = this.sequences.get(id);
     if (sequence?.phase !== 'tokenized') return;
     try {
-      this.applyStart(sequence, start);
+      const finishReason = applyStart(sequence, start, this.stateSize, this.output);
+      if (finishReason !== undefined) this.finish(sequence, finishReason);
     } catch (error) {
       this.fail(sequence, error);
     }
@@ -231,67 +165,6 @@ export class Scheduler {
     if (prefill !== undefined) await this.prefillStep(prefill, decoders.length > 0);
   }
 
-  private applyStart(sequence: Sequence, start: SequenceStart): void {
-    const { request } = sequence;
-    if (start.state !== undefined) {
-      // A copy: the sequence's state is written in place from now on, and the caller's buffer
-      // (a checkpoint, a cached prefix, a saved state) may be read or reused after this.
-      const state = new Float32Array(start.state.slice(0));
-      if (state.length !== this.stateSize) {
-        throw new Error(
-          `start state has ${state.length} floats, the model needs ${this.stateSize}`,
-        );
-      }
-      sequence.state = state;
-    }
-    if (request.kind === 'generate') {
-      const options = request.generate;
-      if (options === undefined) throw new Error('a generate sequence needs generate options');
-      const sampler = new TokenSampler(options.sampling, options.choice, sequence.tokens);
-      const generate: GenerateState = {
-        sampler,
-        decoder: this.tokenizer.createDecodeStream(),
-        stopFilter: new StopStringFilter(options.stop),
-        maxTokens: options.maxTokens,
-        generated: 0,
-        pending: -1,
-      };
-      sequence.generate = generate;
-      for (const token of start.replay) {
-        sampler.accept(token);
-        generate.stopFilter.push(generate.decoder.push(token));
-        sequence.tokens.push(token);
-        generate.generated += 1;
-      }
-    } else if (start.replay.length > 0) {
-      throw new Error(`a ${request.kind} sequence has no generated tokens to replay`);
-    }
-    if (start.skip < 0 || start.skip > sequence.tokens.length) {
-      throw new Error(`start skips ${start.skip} of ${sequence.tokens.length} tokens`);
-    }
-    sequence.absorbed = start.skip;
-    sequence.position = start.position;
-    sequence.cachedTokens = Math.min(start.skip, sequence.inputCount);
-    if (request.kind === 'score') {
-      const logprobs = new Float64Array(Math.max(0, sequence.tokens.length - 1));
-      if (start.priorLogprobs !== undefined)
-        logprobs.set(start.priorLogprobs.subarray(0, start.skip));
-      sequence.logprobs = logprobs;
-    }
-    const generate = sequence.generate;
-    if (generate?.stopFilter.stoppedBy !== undefined) {
-      this.finish(sequence, 'stop');
-    } else if (generate !== undefined && generate.generated >= generate.maxTokens) {
-      this.finish(sequence, 'length');
-    } else if (sequence.absorbed >= sequence.feedEnd && request.kind !== 'generate') {
-      this.finish(sequence, 'stop');
-    } else if (sequence.absorbed >= sequence.feedEnd) {
-      throw new Error('a generate sequence needs at least one token to process after its start');
-    } else {
-      sequence.phase = 'prefill';
-    }
-  }
-
   private nextPrefill(): Sequence | undefined {
     let best: Sequence | undefined;
     for (const sequence of this.sequences.values()) {
@@ -327,9 +200,9 @@ export class Scheduler {
     const inputIds = sequence.tokens.slice(from, end);
     const scoring = sequence.request.kind === 'score';
     const started = performance.now();
-    let result: ChunkResult;
+    let result: ChunkResultWithState;
     try {
-      result = await this.runChunk({
+      result = await this.runWithState({
         inputIds,
         batch: 1,
         chunk,
@@ -344,7 +217,6 @@ export class Scheduler {
     }
     const elapsed = Math.max(performance.now() - started, 0.01);
     this.prefillTokensPerMs = average(this.prefillTokensPerMs, chunk / elapsed);
-    if (result.state === undefined) throw new Error('the model returned no state');
     // Copied into the sequence's own array: no allocation per chunk, which on a long document
     // would churn the allocator (and the process's resident memory) for nothing.
     sequence.state.set(result.state);
@@ -381,9 +253,9 @@ export class Scheduler {
   private async decodeStep(decoders: Sequence[]): Promise<void> {
     const batch = decoders.length;
     const started = performance.now();
-    let result: ChunkResult;
+    let result: ChunkResultWithState;
     try {
-      result = await this.runChunk({
+      result = await this.runWithState({
         inputIds: decoders.map((sequence) => sequence.generate?.pending ?? 0),
         batch,
         chunk: 1,
@@ -396,7 +268,6 @@ export class Scheduler {
       return;
     }
     this.decodeMs = average(this.decodeMs, performance.now() - started);
-    if (result.state === undefined) throw new Error('the model returned no state');
     this.decodeStates.scatter(
       result.state,
       decoders.map((sequence) => sequence.state),
@@ -415,100 +286,51 @@ export class Scheduler {
     });
   }
 
+  /**
+   * Runs a chunk and checks that the model returned the batch's state: a result without one
+   * fails the sequences of that run, like a failed run, instead of the whole engine.
+   */
+  private async runWithState(request: ChunkRequest): Promise<ChunkResultWithState> {
+    const result = await this.runChunk(request);
+    const expected = request.batch * this.stateSize;
+    if (result.state === undefined) throw new Error('the model returned no state');
+    if (result.state.length !== expected) {
+      throw new Error(
+        `the model returned a state of ${result.state.length} floats, expected ${expected}`,
+      );
+    }
+    return { ...result, state: result.state };
+  }
+
   /** Samples the next token from `logits`, streams it, and finishes or checkpoints. */
   private sampleAndEmit(sequence: Sequence, logits: Float32Array, logNormaliser?: number): void {
-    const generate = sequence.generate;
-    if (generate === undefined) throw new Error('not a generate sequence');
-    const sampled = generate.sampler.next(logits, logNormaliser);
-    if (sampled.token === this.tokenizer.eosTokenId) {
-      this.finish(sequence, 'stop');
-      return;
-    }
-    const index = generate.generated;
-    generate.generated += 1;
-    generate.pending = sampled.token;
-    const text = generate.stopFilter.push(generate.decoder.push(sampled.token));
-    const top = sampled.top?.map((alternative) => ({
-      text: this.tokenizer.decode([alternative.token]),
-      logprob: alternative.logprob,
-    }));
-    this.emit({
-      type: 'token',
-      id: sequence.request.id,
-      index,
-      token: sampled.token,
-      text,
-      logprob: sampled.logprob,
-      top,
-    });
-    if (generate.stopFilter.stoppedBy !== undefined) {
-      this.finish(sequence, 'stop');
-    } else if (generate.generated >= generate.maxTokens) {
-      this.finish(sequence, 'length');
+    const { token, finishReason } = this.output.sample(sequence, logits, logNormaliser);
+    if (token !== undefined) this.emit(token);
+    if (finishReason !== undefined) {
+      this.finish(sequence, finishReason);
     } else {
       sequence.sinceCheckpoint.tokens += 1;
       this.checkpoint(sequence);
     }
   }
 
-  /**
-   * Offers the state for checkpointing when the policy says it is due: while decoding after
-   * `everyTokens` tokens, while prefilling at the chunk boundary after `prefillEveryTokens`
-   * tokens, and in both after `everyMs`. Score checkpoints carry only the new log-probs.
-   */
+  /** Offers the state for checkpointing when the sequence's policy says it is due. */
   private checkpoint(sequence: Sequence): void {
-    const policy = sequence.checkpointPolicy;
-    const tokenLimit =
-      sequence.phase === 'prefill' ? policy.prefillEveryTokens : policy.everyTokens;
-    const due =
-      sequence.sinceCheckpoint.tokens >= tokenLimit ||
-      performance.now() - sequence.sinceCheckpoint.at >= policy.everyMs;
-    if (!due) return;
-    sequence.sinceCheckpoint = { tokens: 0, at: performance.now() };
-    const logprobsOffset = sequence.logprobsCheckpointed;
-    sequence.logprobsCheckpointed = sequence.absorbed;
-    this.emit({
-      type: 'checkpoint',
-      id: sequence.request.id,
-      state: sequence.state.slice().buffer,
-      position: sequence.position,
-      absorbed: sequence.absorbed,
-      ...(sequence.logprobs === undefined
-        ? {}
-        : { logprobs: sequence.logprobs.slice(logprobsOffset, sequence.absorbed), logprobsOffset }),
-    });
+    const now = performance.now();
+    if (checkpointDue(sequence, now)) this.emit(takeCheckpoint(sequence, now));
   }
 
   private finish(sequence: Sequence, reason: FinishReason): void {
     if (sequence.phase === 'done') return;
     sequence.phase = 'done';
     this.sequences.delete(sequence.request.id);
-    const generate = sequence.generate;
-    let text = '';
-    if (generate !== undefined && generate.stopFilter.stoppedBy === undefined) {
-      text = generate.stopFilter.push(generate.decoder.flush()) + generate.stopFilter.flush();
-    }
-    this.emit({
-      type: 'finished',
-      id: sequence.request.id,
-      finishReason: reason,
-      text,
-      promptTokens: sequence.inputCount,
-      cachedTokens: sequence.cachedTokens,
-      completionTokens: generate?.generated ?? 0,
-      position: sequence.position,
-      ...(sequence.request.kind === 'digest' ? { state: sequence.state.slice().buffer } : {}),
-      ...(sequence.logprobs === undefined
-        ? {}
-        : { logprobs: sequence.logprobs.slice(0, Math.max(0, sequence.absorbed)) }),
-    });
+    this.emit(this.output.finished(sequence, reason));
   }
 
   private suspendNow(sequence: Sequence): void {
     // Before its start, or before anything was absorbed, there is nothing worth saving.
     if (sequence.phase !== 'tokenized' && sequence.absorbed > 0) {
-      sequence.sinceCheckpoint = { tokens: Number.POSITIVE_INFINITY, at: 0 };
-      this.checkpoint(sequence);
+      this.emit(takeCheckpoint(sequence, performance.now()));
     }
     sequence.phase = 'done';
     this.sequences.delete(sequence.request.id);
@@ -526,6 +348,9 @@ export class Scheduler {
   }
 }
 
+/** A chunk's result whose state is known to be there, with the size of the batch's states. */
+type ChunkResultWithState = ChunkResult & { readonly state: Float32Array };
+
 /** Exponential moving average; the first sample initialises it. */
 function average(current: number, sample: number): number {
   return current === 0 ? sample : current * 0.8 + sample * 0.2;
@@ -533,38 +358,4 @@ function average(current: number, sample: number): number {
 
 function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
-}
-
-/**
- * Prefixes worth sharing are prompts' common beginnings (system prompts, few-shot examples), not
- * whole documents: only the first this many blocks are hashed and cached, so a long document
- * neither floods the cache with its states nor has its prefill cut into block-sized chunks.
- * @defaultValue 32 blocks (8,192 tokens at PREFIX_BLOCK_TOKENS = 256)
- */
-const MAX_PREFIX_BLOCKS = 32;
-
-/**
- * Chained hashes of the token prefixes at multiples of `block` tokens, strictly below the last
- * token (a cached state must leave at least one token to feed), for the first
- * MAX_PREFIX_BLOCKS blocks. The model's shape is part of the hash, so states never cross models
- * with different tokenizations of the same ids.
- */
-function prefixHashes(
-  config: ModelConfig,
-  tokens: TokenList,
-  block: number,
-): { tokens: number; hash: string }[] {
-  if (block <= 0) return [];
-  const result: { tokens: number; hash: string }[] = [];
-  let previous = createHash('sha256').update(JSON.stringify(config)).digest();
-  const last = Math.min(tokens.length - 1, block * MAX_PREFIX_BLOCKS);
-  for (let end = block; end <= last; end += block) {
-    const digest = createHash('sha256')
-      .update(previous)
-      .update(tokens.slice(end - block, end))
-      .digest();
-    previous = digest;
-    result.push({ tokens: end, hash: digest.toString('hex') });
-  }
-  return result;
 }

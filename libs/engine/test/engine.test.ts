@@ -125,4 +125,16 @@ describe('Engine (worker thread)', () => {
       /missing model\.json/,
     );
   });
+
+  it("raises an engine-thread failure with the thread's stack", async () => {
+    const failure = await Engine.start({ bundleDir: join(bundleDir, 'nope') }).catch(
+      (error: unknown) => error,
+    );
+    expect(failure).toBeInstanceOf(Error);
+    // The thread runs the compiled libraries, this (test) thread their sources: frames in dist/
+    // can only come from the thread.
+    expect(failure instanceof Error ? failure.stack : '').toMatch(
+      /dist\/libs\/model\/src\/bundle\.js/,
+    );
+  });
 });

@@ -11,6 +11,7 @@ import {
   textOf,
   tinyModel,
   tokensOf,
+  type TestModel,
 } from './support.js';
 
 const prompts = [
@@ -236,5 +237,63 @@ describe('Scheduler (continuous batching over the real graph)', () => {
       message: expect.stringMatching(/start state has 3 floats/) as string,
     });
     expect(finishedOf(events.get('good')).completionTokens).toBe(3);
+  });
+
+  it('fails only the sequence whose state the model did not return, and keeps ticking', async () => {
+    const model = await tinyModel();
+    const [marker] = model.tokenizer.encode('Q');
+    // The model answers the prefill of the prompt that starts with the marker without a state.
+    const stateless: TestModel = {
+      ...model,
+      run: async (request) => {
+        const result = await model.run(request);
+        if (request.batch > 1 || request.inputIds[0] !== marker) return result;
+        return { logits: result.logits, logitsLogNormaliser: result.logitsLogNormaliser };
+      },
+    };
+    const events = await runAll(stateless, [
+      generateRequest('stateless', 'Q is for question', { maxTokens: 3 }),
+      generateRequest('healthy', 'An answer', { maxTokens: 3 }),
+    ]);
+    expect(events.get('stateless')?.at(-1)).toMatchObject({
+      type: 'failed',
+      message: expect.stringMatching(/no state/) as string,
+    });
+    expect(finishedOf(events.get('healthy')).completionTokens).toBe(3);
+  });
+
+  it('fails the sequences of a decode step whose batched state is missing, not the others', async () => {
+    const model = await tinyModel();
+    let decodeSteps = 0;
+    // The second decode step of the two short prompts comes back without a state, while a long
+    // prompt is still prefilling in small chunks.
+    const stateless: TestModel = {
+      ...model,
+      run: async (request) => {
+        const result = await model.run(request);
+        if (request.chunk !== 1 || request.batch < 2) return result;
+        decodeSteps += 1;
+        if (decodeSteps !== 2) return result;
+        return { logits: result.logits, logitsLogNormaliser: result.logitsLogNormaliser };
+      },
+    };
+    const events = await runAll(
+      stateless,
+      [
+        generateRequest('a', 'One', { maxTokens: 6 }),
+        generateRequest('b', 'Two', { maxTokens: 6 }),
+        generateRequest('long', 'A much longer prompt that takes several prefill chunks.', {
+          maxTokens: 2,
+        }),
+      ],
+      { scheduler: { maxPrefillChunk: 4, minPrefillChunk: 4 } },
+    );
+    for (const id of ['a', 'b']) {
+      expect(events.get(id)?.at(-1)).toMatchObject({
+        type: 'failed',
+        message: expect.stringMatching(/no state/) as string,
+      });
+    }
+    expect(finishedOf(events.get('long')).completionTokens).toBe(2);
   });
 });

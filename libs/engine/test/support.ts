@@ -8,19 +8,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   ByteTokenizer,
-  openSession,
   presetConfig,
-  runChunk,
   writeOnnxModel,
-  type ChunkRequest,
   type ModelConfig,
   type Weights,
 } from '#model';
 import {
-  DEFAULT_SAMPLING,
+  defaultSchedulerOptions,
+  openSession,
+  runChunk,
   Scheduler,
+  type ChunkRequest,
   type RunChunk,
   type SchedulerOptions,
+} from '#engine/runtime';
+import {
+  DEFAULT_SAMPLING,
   type SequenceEvent,
   type SequenceRequest,
   type SequenceStart,
@@ -98,9 +101,7 @@ export async function runAll(
   } = {},
 ): Promise<Map<string, SequenceEvent[]>> {
   const scheduler = new Scheduler(model.config, model.tokenizer, model.run, {
-    maxBatch: 64,
-    maxPrefillChunk: 512,
-    minPrefillChunk: 16,
+    ...defaultSchedulerOptions,
     ...options.scheduler,
   });
   const byId = new Map<string, SequenceEvent[]>();

@@ -8,7 +8,6 @@ export * from './onnx/model-graph.js';
 export * from './onnx/proto.js';
 export * from './oracle.js';
 export * from './rng.js';
-export * from './runtime.js';
 export * from './weights.js';
 export * from './safetensors.js';
 export * from './tokenizers/index.js';

@@ -1,12 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import {
-  headDim,
-  oracleLogits,
-  presetConfig,
-  runChunk,
-  type AttentionKind,
-  type KvCache,
-} from '#model';
+import { headDim, oracleLogits, presetConfig, type AttentionKind } from '#model';
+import { runChunk, type KvCache } from '#engine/runtime';
 import {
   expectClose,
   openTestModel,

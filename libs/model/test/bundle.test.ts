@@ -8,15 +8,14 @@ import {
   initWeights,
   kvBytesPerToken,
   loadBundle,
-  openBundleSession,
   oracleLogits,
   parameterCount,
   presetConfig,
-  runChunk,
   sha256File,
   stateBytesPerSequence,
   writeBundle,
 } from '#model';
+import { openBundleSession, runChunk } from '#engine/runtime';
 import { expectClose } from './support.js';
 
 async function tinyBundle(): Promise<string> {

@@ -8,15 +8,14 @@ import {
   initWeights,
   loadBundle,
   loadTokenizer,
-  openBundleSession,
   oracleLogits,
   presetConfig,
   readHfCheckpoint,
   readSafetensorsCheckpoint,
-  runChunk,
   writeSafetensors,
   writeShardedSafetensors,
 } from '#model';
+import { openBundleSession, runChunk } from '#engine/runtime';
 import type { AttentionKind, ModelConfig, SafetensorsDtype, Weights } from '#model';
 
 const TINY = presetConfig('tiny', 'dijiang');

@@ -2,15 +2,8 @@ import { mkdtemp, readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import {
-  buildModelGraph,
-  decodeModel,
-  oracleLogits,
-  openSession,
-  presetConfig,
-  runChunk,
-  writeOnnxModel,
-} from '#model';
+import { buildModelGraph, decodeModel, oracleLogits, presetConfig, writeOnnxModel } from '#model';
+import { openSession, runChunk } from '#engine/runtime';
 import { expectClose, randomIds, testWeights } from './support.js';
 
 describe('decay table validation', () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { oracleLogits, presetConfig, runChunk } from '#model';
+import { oracleLogits, presetConfig } from '#model';
+import { runChunk } from '#engine/runtime';
 import { openTestModel, randomIds, testWeights } from './support.js';
 
 describe('logits log-normaliser output', () => {

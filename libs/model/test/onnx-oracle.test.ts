@@ -3,10 +3,10 @@ import {
   logSoftmaxRows,
   oracleLogits,
   presetConfig,
-  runChunk,
   type AttentionKind,
   type PresetName,
 } from '#model';
+import { runChunk } from '#engine/runtime';
 import { expectClose, openTestModel, randomIds, testWeights } from './support.js';
 
 const cases: [PresetName, AttentionKind, number][] = [

@@ -5,18 +5,8 @@
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  headDim,
-  initWeights,
-  openSession,
-  Rng,
-  runChunk,
-  writeOnnxModel,
-  type KvCache,
-  type ModelConfig,
-  type Weights,
-} from '#model';
-import type { InferenceSession } from 'onnxruntime-node';
+import { headDim, initWeights, Rng, writeOnnxModel, type ModelConfig, type Weights } from '#model';
+import { openSession, runChunk, type InferenceSession, type KvCache } from '#engine/runtime';
 
 /**
  * The seeded init scaled so that attention is not negligible next to the residual (std 0.02 makes

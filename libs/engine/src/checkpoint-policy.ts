@@ -1,0 +1,36 @@
+import type { CheckpointEvent } from './protocol.js';
+import type { Sequence } from './sequence.js';
+
+/**
+ * Whether the sequence's state is due for a checkpoint: while decoding after `everyTokens`
+ * tokens, while prefilling (at a chunk boundary) after `prefillEveryTokens` tokens, and in both
+ * after `everyMs`.
+ */
+export function checkpointDue(sequence: Sequence, now: number): boolean {
+  const policy = sequence.checkpointPolicy;
+  const tokenLimit = sequence.phase === 'prefill' ? policy.prefillEveryTokens : policy.everyTokens;
+  return (
+    sequence.sinceCheckpoint.tokens >= tokenLimit ||
+    now - sequence.sinceCheckpoint.at >= policy.everyMs
+  );
+}
+
+/**
+ * A checkpoint of the sequence as it is now, restarting its checkpoint counters. Score
+ * checkpoints carry only the log-probs that no earlier checkpoint carried.
+ */
+export function takeCheckpoint(sequence: Sequence, now: number): CheckpointEvent {
+  sequence.sinceCheckpoint = { tokens: 0, at: now };
+  const logprobsOffset = sequence.logprobsCheckpointed;
+  sequence.logprobsCheckpointed = sequence.absorbed;
+  return {
+    type: 'checkpoint',
+    id: sequence.request.id,
+    state: sequence.state.slice().buffer,
+    position: sequence.position,
+    absorbed: sequence.absorbed,
+    ...(sequence.logprobs === undefined
+      ? {}
+      : { logprobs: sequence.logprobs.slice(logprobsOffset, sequence.absorbed), logprobsOffset }),
+  };
+}
