@@ -164,8 +164,10 @@ async function main(): Promise<void> {
       await response.arrayBuffer();
     });
     const load = await submissions(url);
+    const command = 'npm run bench -- gateway';
     const rows = {
       machine,
+      command,
       requests: REQUESTS,
       latencyMs: {
         inProcess: { p50: percentile(engine, 50), p99: percentile(engine, 99) },
@@ -187,6 +189,8 @@ async function main(): Promise<void> {
       '# Gateway benchmarks',
       '',
       describeMachine(machine),
+      '',
+      `Command: \`${command}\`.`,
       '',
       `Latency of a \`max_tokens: 1\` completion (tiny model, ${REQUESTS} sequential requests after ${WARMUP} warm-up, one run):`,
       '',

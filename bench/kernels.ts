@@ -277,7 +277,7 @@ for (const [mapIndex, map] of maps.entries()) {
 }
 const seconds = (performance.now() - started) / 1000;
 
-const command = 'npm run bench (node dist/bench/run.js -> dist/bench/kernels.js)';
+const command = 'npm run bench -- kernels';
 const setup = `d = ${D}; ${TOKENS} queries and keys with q, k, v ~ N(0, 1) per component; exact attention softmax(q k^T / sqrt(d)) V; ${TRIALS} seeded trials per cell (mean ± standard deviation); float64.`;
 await mkdir('bench/results', { recursive: true });
 await writeFile(

@@ -304,7 +304,7 @@ async function benchPrefill(model: Model, peak: number): Promise<PrefillRow[]> {
 }
 
 const machine = machineInfo();
-const command = 'npm run bench (node dist/bench/run.js -> dist/bench/model.js)';
+const command = 'npm run bench -- model';
 const dir = await mkdtemp(join(tmpdir(), 'dijiang-bench-'));
 const peak = await matmulPeakGflops(dir, PEAK_SIZE);
 console.log(`fp32 MatMul peak (${PEAK_SIZE}^3, ${threads} threads): ${peak.toFixed(1)} GFLOP/s`);

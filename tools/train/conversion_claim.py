@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +43,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of (a) and (b)")
     parser.add_argument("--finetune-lr", type=float, default=1e-3, help="peak learning rate of (c)")
     args = parser.parse_args()
+    command = " ".join(["python3", "tools/train/conversion_claim.py", *sys.argv[1:]])
+    load_at_start = os.getloadavg()[0]
     common = ["--corpus", str(args.corpus), "--preset", "small"]
     n = args.tokens
     a_dir, b_dir, c_dir = args.runs / "a-softmax", args.runs / "b-dijiang", args.runs / "c-converted"
@@ -66,7 +69,15 @@ def main() -> None:
             }
         )
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "conversion-claim.json").write_text(json.dumps({"tokens": n, "rows": table}, indent=2) + "\n")
+    load_at_end = os.getloadavg()[0]
+    summary_json = {
+        "command": command,
+        "loadAverageAtStart": round(load_at_start, 2),
+        "loadAverageAtEnd": round(load_at_end, 2),
+        "tokens": n,
+        "rows": table,
+    }
+    (RESULTS / "conversion-claim.json").write_text(json.dumps(summary_json, indent=2) + "\n")
     seq_len = rows[0][1]["seq_len"]
     lines = [
         "# Conversion claim at small scale",
@@ -75,6 +86,9 @@ def main() -> None:
         f"Validation: the fixed held-out split ({rows[0][1]['valid_tokens']:,} bytes), nats per byte; windowed = windows of {seq_len} bytes",
         "each read from scratch (comparable across attention kinds); streaming = the whole split as one document",
         "through the recurrent state (what `dijiang score` computes).",
+        "",
+        f"Command: `{command}`. 1-minute load average {load_at_start:.2f} at start, {load_at_end:.2f} at the end",
+        "(the runs share the machine's cores with anything else running).",
         "",
         "| run | tokens | minutes | tokens/s | valid (windowed) | vs (a) | valid (streaming) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
