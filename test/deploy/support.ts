@@ -1,7 +1,6 @@
 import { expect } from 'vitest';
-import { JobPriority } from '#contracts';
 import { toFile, type OpenAI } from 'openai';
-import type { StreamEvent } from '#contracts';
+import { JobPriority, type StreamEvent } from '#contracts';
 import { Engine, type SamplingParams } from '#engine';
 import { testModelDir, TEST_MODEL_ID } from '#testing';
 import { waitFor } from '../support/wait.js';

@@ -3,9 +3,9 @@
  * helper that runs a scheduler to completion the way the engine thread does.
  */
 import { mkdtemp } from 'node:fs/promises';
-import { JobPriority } from '#contracts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { JobPriority } from '#contracts';
 import {
   ByteTokenizer,
   presetConfig,
