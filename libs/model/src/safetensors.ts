@@ -10,10 +10,11 @@
  * infinities and NaN included). The host must be little-endian, like every platform Node's
  * prebuilt binaries support; the module refuses to run otherwise instead of reading garbage.
  */
-import { mkdir, open, readFile, stat, writeFile } from 'node:fs/promises';
+import { open, readFile, stat } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { basename, join } from 'node:path';
+import { float16Values } from './float16.js';
 import type { Tensor, Weights } from './weights.js';
 
 export const SAFETENSORS_DTYPES = ['F32', 'F16', 'BF16'] as const;
@@ -28,13 +29,13 @@ const MAX_HEADER_BYTES = 100_000_000;
 /** Bytes per positioned read: bounded so no huge temporary buffer is ever allocated. */
 const READ_CHUNK_BYTES = 1 << 26;
 
-const BYTES_PER_ELEMENT: Record<SafetensorsDtype, number> = { F32: 4, F16: 2, BF16: 2 };
+export const BYTES_PER_ELEMENT: Record<SafetensorsDtype, number> = { F32: 4, F16: 2, BF16: 2 };
 
 function isSupportedDtype(dtype: string): dtype is SafetensorsDtype {
   return (SAFETENSORS_DTYPES as readonly string[]).includes(dtype);
 }
 
-function assertLittleEndianHost(): void {
+export function assertLittleEndianHost(): void {
   if (endianness() !== 'LE') {
     throw new Error(
       'safetensors: this module needs a little-endian host (tensor data is read in place)',
@@ -169,27 +170,6 @@ export async function readSafetensorsHeader(file: string): Promise<SafetensorsHe
   } finally {
     await handle.close();
   }
-}
-
-let float16Table: Float32Array | undefined;
-
-/** float32 value of every IEEE binary16 bit pattern, built once (256 KiB). */
-function float16Values(): Float32Array {
-  if (float16Table === undefined) {
-    float16Table = new Float32Array(1 << 16);
-    for (let bits = 0; bits < 1 << 16; bits++) float16Table[bits] = float16BitsToNumber(bits);
-  }
-  return float16Table;
-}
-
-/** The exact value of an IEEE binary16 bit pattern. */
-export function float16BitsToNumber(bits: number): number {
-  const sign = bits & 0x8000 ? -1 : 1;
-  const exponent = (bits >> 10) & 0x1f;
-  const fraction = bits & 0x3ff;
-  if (exponent === 0) return sign * fraction * 2 ** -24;
-  if (exponent === 0x1f) return fraction === 0 ? sign * Infinity : NaN;
-  return sign * (1024 + fraction) * 2 ** (exponent - 25);
 }
 
 /** Converts `count` elements of `dtype` from `source` into `target` starting at `targetIndex`. */
@@ -366,153 +346,4 @@ async function fileExists(file: string): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-const scratchFloat = new Float32Array(1);
-const scratchBits = new Uint32Array(scratchFloat.buffer);
-
-/** The bits of `value` rounded to float32. */
-function float32Bits(value: number): number {
-  scratchFloat[0] = value;
-  return scratchBits[0] ?? 0;
-}
-
-/** float32 -> IEEE binary16 bits, round to nearest even; overflow gives infinity, NaN stays NaN. */
-export function numberToFloat16Bits(value: number): number {
-  const bits = float32Bits(value);
-  const sign = (bits >>> 16) & 0x8000;
-  const exponent = (bits >>> 23) & 0xff;
-  const mantissa = bits & 0x7fffff;
-  if (exponent === 0xff) return sign | 0x7c00 | (mantissa === 0 ? 0 : 0x200);
-  // Unbiased exponent e: float16 normals have e in [-14, 15]; below, subnormal steps of 2^-24.
-  const unbiased = exponent - 127; // float32 subnormals (exponent 0) are far below float16's range
-  if (unbiased > 15) return sign | 0x7c00;
-  const significand = mantissa | (exponent === 0 ? 0 : 0x800000); // value = significand * 2^(e-23)
-  // Shift so the result counts units of the target's last place: 2^(e_h - 10), e_h >= -14.
-  const shift = unbiased < -14 ? 13 + (-14 - unbiased) : 13;
-  if (shift > 24) return sign; // below half the smallest subnormal: rounds to zero
-  const truncated = significand >>> shift;
-  const remainder = significand & ((1 << shift) - 1);
-  const half = 1 << (shift - 1);
-  const rounded =
-    remainder > half || (remainder === half && (truncated & 1) === 1) ? truncated + 1 : truncated;
-  // For normals `rounded` still holds the implicit bit (0x400): adding the exponent field over it
-  // carries correctly into the next binade and, past 65504, into infinity's pattern.
-  if (unbiased < -14) return sign | rounded;
-  return sign | ((((unbiased + 15) << 10) + rounded - 0x400) & 0x7fff);
-}
-
-/** float32 -> bfloat16 bits, round to nearest even; NaN stays a (quiet) NaN. */
-export function numberToBfloat16Bits(value: number): number {
-  const bits = float32Bits(value);
-  if ((bits & 0x7fffffff) > 0x7f800000) return ((bits >>> 16) | 0x40) & 0xffff;
-  const rounding = 0x7fff + ((bits >>> 16) & 1);
-  return ((bits + rounding) >>> 16) & 0xffff;
-}
-
-function encodeTensor(dtype: SafetensorsDtype, data: Float32Array): Uint8Array {
-  switch (dtype) {
-    case 'F32':
-      return new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
-    case 'F16':
-    case 'BF16': {
-      const toBits = dtype === 'F16' ? numberToFloat16Bits : numberToBfloat16Bits;
-      const halves = new Uint16Array(data.length);
-      for (let i = 0; i < data.length; i++) halves[i] = toBits(data[i] ?? 0);
-      return new Uint8Array(halves.buffer);
-    }
-  }
-}
-
-export interface WriteSafetensorsOptions {
-  /** Storage dtype of every tensor. @defaultValue 'F32' */
-  readonly dtype?: SafetensorsDtype;
-  /** Free-form string metadata stored under `__metadata__`. */
-  readonly metadata?: Readonly<Record<string, string>>;
-}
-
-function tensorElementCount(name: string, tensor: Tensor): number {
-  const count = tensor.shape.reduce((product, dim) => product * dim, 1);
-  if (count !== tensor.data.length) {
-    throw new Error(
-      `tensor "${name}": shape [${tensor.shape.join(', ')}] has ${count} elements, data has ${tensor.data.length}`,
-    );
-  }
-  return count;
-}
-
-/** Writes tensors (in the map's order) as one safetensors file. */
-export async function writeSafetensors(
-  file: string,
-  weights: Weights,
-  options: WriteSafetensorsOptions = {},
-): Promise<void> {
-  assertLittleEndianHost();
-  const dtype = options.dtype ?? 'F32';
-  const header: Record<string, unknown> = {};
-  if (options.metadata !== undefined) header.__metadata__ = options.metadata;
-  let offset = 0;
-  for (const [name, tensor] of weights) {
-    const byteLength = tensorElementCount(name, tensor) * BYTES_PER_ELEMENT[dtype];
-    header[name] = { dtype, shape: tensor.shape, data_offsets: [offset, offset + byteLength] };
-    offset += byteLength;
-  }
-  // Pad the header with spaces to a multiple of 8 bytes, as the reference writer does, so data
-  // that follows is aligned for in-place typed-array views.
-  const json = JSON.stringify(header);
-  const jsonLength = Buffer.byteLength(json);
-  const headerBytes = Buffer.from(json.padEnd(json.length + ((8 - (jsonLength % 8)) % 8), ' '));
-  const lengthBytes = Buffer.alloc(8);
-  lengthBytes.writeBigUInt64LE(BigInt(headerBytes.byteLength));
-  const handle = await open(file, 'w');
-  try {
-    await handle.write(lengthBytes);
-    await handle.write(headerBytes);
-    for (const tensor of weights.values()) await handle.write(encodeTensor(dtype, tensor.data));
-  } finally {
-    await handle.close();
-  }
-}
-
-export interface WriteShardedSafetensorsOptions extends WriteSafetensorsOptions {
-  /** Number of shard files, at most the number of tensors; tensors keep their order. */
-  readonly shards: number;
-}
-
-/**
- * Writes tensors as `model-0000i-of-0000N.safetensors` shards plus `model.safetensors.index.json`
- * in `directory` (created if missing), the layout Hugging Face uses for large checkpoints.
- */
-export async function writeShardedSafetensors(
-  directory: string,
-  weights: Weights,
-  options: WriteShardedSafetensorsOptions,
-): Promise<void> {
-  const { shards } = options;
-  if (!Number.isInteger(shards) || shards < 1 || shards > weights.size) {
-    throw new Error(`shards must be an integer in [1, ${weights.size}], got ${shards}`);
-  }
-  await mkdir(directory, { recursive: true });
-  const entries = [...weights];
-  const bytesPerElement = BYTES_PER_ELEMENT[options.dtype ?? 'F32'];
-  const width = Math.max(5, String(shards).length);
-  const weightMap: Record<string, string> = {};
-  let totalSize = 0;
-  for (let shard = 0; shard < shards; shard++) {
-    const shardName = `model-${String(shard + 1).padStart(width, '0')}-of-${String(shards).padStart(width, '0')}.safetensors`;
-    // Contiguous runs of equal tensor count, so every shard holds at least one tensor.
-    const group: Weights = new Map(
-      entries.slice(
-        Math.floor((shard * entries.length) / shards),
-        Math.floor(((shard + 1) * entries.length) / shards),
-      ),
-    );
-    for (const [name, tensor] of group) {
-      weightMap[name] = shardName;
-      totalSize += tensorElementCount(name, tensor) * bytesPerElement;
-    }
-    await writeSafetensors(join(directory, shardName), group, options);
-  }
-  const index = { metadata: { total_size: totalSize }, weight_map: weightMap };
-  await writeFile(join(directory, SAFETENSORS_INDEX_FILE), `${JSON.stringify(index, null, 2)}\n`);
 }
