@@ -29,7 +29,7 @@ RUN apt-get update \
 WORKDIR /app
 ENV NODE_ENV=production MODEL_DIR=/models ENGINE_DEVICE=cpu
 # glibc malloc keeps onnxruntime's large per-step outputs in the heap instead of mapping and
-# unmapping them every step (see libs/cluster/src/malloc-tuning.ts).
+# unmapping them every step (see libs/processes/src/malloc-tuning.ts).
 ENV MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824
 COPY package.json ./
 COPY --from=prod-deps /app/node_modules node_modules

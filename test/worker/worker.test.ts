@@ -11,7 +11,8 @@ import {
   type ScoreResult,
   type StreamEvent,
 } from '#contracts';
-import { PrefixCache, requestCancel, type ServiceProcess } from '#cluster';
+import { PrefixCache, requestCancel } from '#cluster';
+import { type ServiceProcess } from '#processes';
 import { DEFAULT_SAMPLING, Engine, summarizeScore, type SamplingParams } from '#engine';
 import { createPresetBundle } from '#model';
 import { startWorker, testModelDir, TEST_MODEL_ID, uniquePrefix } from '#testing';
