@@ -232,7 +232,7 @@ describe('worker processes against real Redis', () => {
       { model: TEST_MODEL_ID, owner: 'tenant-test', input: { text: document }, windowTokens: 1000 },
       { jobId: 'job-score', priority: JobPriority.Document },
     );
-    const checkpointMeta = `${redisKeys(prefix).checkpoint('job-score', 0)}:meta`;
+    const checkpointMeta = redisKeys(prefix).checkpointMeta('job-score', 0);
     await waitFor(
       async () => Number(await producer.redis.hget(checkpointMeta, 'absorbed')) >= 2000,
       { intervalMs: 10, message: 'a prefill checkpoint past 2000 tokens' },
