@@ -50,6 +50,6 @@ USER dijiang
 # Same check as the CPU worker (deploy/worker.Dockerfile says why): this container's worker is
 # registered and heartbeating in Redis.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
-  CMD ["node", "--input-type=module", "-e", "import { hostname } from 'node:os'; import { Redis } from 'ioredis'; import { workerEnvSchema } from '#config'; import { listLiveWorkers } from '#cluster'; import { redisKeys } from '#contracts'; const env = workerEnvSchema.parse(process.env); const redis = new Redis(env.REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 3000, retryStrategy: () => null }); redis.on('error', () => undefined); try { await redis.connect(); const live = await listLiveWorkers(redis, redisKeys(env.QUEUE_PREFIX)); process.exitCode = live.some((worker) => worker.host === hostname()) ? 0 : 1; } catch { process.exitCode = 1; } finally { redis.disconnect(); }"]
+  CMD ["node", "dist/apps/worker/src/healthcheck.js"]
 ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["node", "dist/apps/worker/src/main.js"]
