@@ -17,7 +17,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { withEngineMallocTuning } from '#cluster';
+import { withEngineMallocTuning } from '#processes';
 import { describeMachine, machineInfo, markdownTable } from './machine.js';
 import { median } from './stats.js';
 

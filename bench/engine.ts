@@ -15,7 +15,7 @@
  */
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { JobPriority } from '#contracts';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   ByteTokenizer,
@@ -305,6 +305,8 @@ async function interference(preset: PresetName): Promise<Interference> {
 
 async function main(): Promise<void> {
   const machine = `${cpus().length} x ${cpus()[0]?.model ?? 'unknown CPU'}, ${threads} intra-op thread(s), Node ${process.version}`;
+  // Other work on the shared machine skews timings: record how busy it was, as the other benches do.
+  const loadAverageAtStart = loadavg()[0] ?? Number.NaN;
   const small = await decodeThroughput('small');
   const pythia = await decodeThroughput('pythia-70m');
   const throughput = [...small.rows, ...pythia.rows];
@@ -312,8 +314,11 @@ async function main(): Promise<void> {
   if (target === undefined) throw new Error('the pythia-70m run measured no target ratio');
   const [graphAt1, graphAt32] = target.graph;
   const interferenceResult = await interference('small');
+  const loadAverageAtEnd = loadavg()[0] ?? Number.NaN;
   const results = {
     machine,
+    loadAverageAtStart,
+    loadAverageAtEnd,
     command: 'npm run bench (node dist/bench/engine.js)',
     decodeTokensPerSequence: decodeTokens,
     throughput,
@@ -335,7 +340,7 @@ async function main(): Promise<void> {
   const lines = [
     '# Engine benchmarks',
     '',
-    `Machine: ${machine}. Command: \`npm run bench -- engine\`. Greedy decoding; throughput counts only the steps in which all B sequences decode.`,
+    `Machine: ${machine}; 1-minute load average ${loadAverageAtStart.toFixed(2)} at start, ${loadAverageAtEnd.toFixed(2)} at the end. Command: \`npm run bench -- engine\`. Greedy decoding; throughput counts only the steps in which all B sequences decode.`,
     '',
     '## Decode throughput vs batch size',
     '',

@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, startRedisServer } from '#cluster';
+import { freePort, startRedisServer } from '#processes';
 import { createPresetBundle, type PresetName } from '#model';
 
 export interface BenchCluster {

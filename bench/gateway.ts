@@ -13,17 +13,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { JobPriority, redisKeys } from '#contracts';
-import {
-  connectRedisOrFail,
-  createLogger,
-  createRedis,
-  freePort,
-  isLogMessage,
-  ReadyMessage,
-  spawnService,
-  startRedisServer,
-  WorkerRegistry,
-} from '#cluster';
+import { connectRedisOrFail, createLogger, createRedis, WorkerRegistry } from '#cluster';
+import { freePort, isLogMessage, ReadyMessage, spawnService, startRedisServer } from '#processes';
 import { DEFAULT_SAMPLING, Engine } from '#engine';
 import { percentile } from './stats.js';
 import { describeMachine, machineInfo, markdownTable, verdict } from './machine.js';

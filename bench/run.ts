@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { withEngineMallocTuning } from '#cluster';
+import { withEngineMallocTuning } from '#processes';
 
 const SCRIPTS = ['model.js', 'kernels.js', 'engine.js', 'documents.js', 'gateway.js', 'scaling.js'];
 const requested = process.argv.slice(2).map((name) => `${name.replace(/\.(js|ts)$/, '')}.js`);

@@ -12,13 +12,8 @@ import { fileURLToPath } from 'node:url';
 import { Job, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { generateResultSchema, JobName, modelQueueName, type JobPayloadInput } from '#contracts';
-import {
-  isLogMessage,
-  queueOptions,
-  ReadyMessage,
-  spawnService,
-  type ServiceProcess,
-} from '#cluster';
+import { queueOptions } from '#cluster';
+import { isLogMessage, ReadyMessage, spawnService, type ServiceProcess } from '#processes';
 import { withBenchCluster } from './fixtures.js';
 import { median } from './stats.js';
 import { describeMachine, machineInfo, markdownTable, verdict } from './machine.js';

@@ -40,7 +40,7 @@ COPY --from=node-runtime /usr/local/bin/node /usr/local/bin/node
 WORKDIR /app
 ENV NODE_ENV=production MODEL_DIR=/models ENGINE_DEVICE=cuda
 # glibc malloc keeps onnxruntime's large per-step outputs in the heap instead of mapping and
-# unmapping them every step (see libs/cluster/src/malloc-tuning.ts).
+# unmapping them every step (see libs/processes/src/malloc-tuning.ts).
 ENV MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824
 COPY package.json ./
 COPY --from=prod-deps /app/node_modules node_modules
@@ -50,6 +50,6 @@ USER dijiang
 # Same check as the CPU worker (deploy/worker.Dockerfile says why): this container's worker is
 # registered and heartbeating in Redis.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
-  CMD ["node", "--input-type=module", "-e", "import { hostname } from 'node:os'; import { Redis } from 'ioredis'; import { workerEnvSchema } from '#config'; import { listLiveWorkers } from '#cluster'; import { redisKeys } from '#contracts'; const env = workerEnvSchema.parse(process.env); const redis = new Redis(env.REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 3000, retryStrategy: () => null }); redis.on('error', () => undefined); try { await redis.connect(); const live = await listLiveWorkers(redis, redisKeys(env.QUEUE_PREFIX)); process.exitCode = live.some((worker) => worker.host === hostname()) ? 0 : 1; } catch { process.exitCode = 1; } finally { redis.disconnect(); }"]
+  CMD ["node", "dist/apps/worker/src/healthcheck.js"]
 ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["node", "dist/apps/worker/src/main.js"]

@@ -29,7 +29,7 @@ RUN apt-get update \
 WORKDIR /app
 ENV NODE_ENV=production MODEL_DIR=/models ENGINE_DEVICE=cpu
 # glibc malloc keeps onnxruntime's large per-step outputs in the heap instead of mapping and
-# unmapping them every step (see libs/cluster/src/malloc-tuning.ts).
+# unmapping them every step (see libs/processes/src/malloc-tuning.ts).
 ENV MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824
 COPY package.json ./
 COPY --from=prod-deps /app/node_modules node_modules
@@ -43,11 +43,11 @@ USER node
 # The worker has no HTTP port. Liveness of the process itself needs no check: tini exits when
 # the worker exits, and the restart policy replaces the container. What a check can add is
 # "registered and heartbeating": the worker's own record (host = this container's hostname) is
-# live in Redis's worker registry — the same list /health/ready shows. It reads the registry
-# with the app's compiled modules (no extra app code); REDIS_URL and QUEUE_PREFIX come from the
-# worker's env schema, so the defaults are the worker's own.
+# live in Redis's worker registry — the same list /health/ready shows. The check is a compiled
+# script of the worker app (apps/worker/src/healthcheck.ts); REDIS_URL and QUEUE_PREFIX come from
+# the worker's env schema, so the defaults are the worker's own.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
-  CMD ["node", "--input-type=module", "-e", "import { hostname } from 'node:os'; import { Redis } from 'ioredis'; import { workerEnvSchema } from '#config'; import { listLiveWorkers } from '#cluster'; import { redisKeys } from '#contracts'; const env = workerEnvSchema.parse(process.env); const redis = new Redis(env.REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 3000, retryStrategy: () => null }); redis.on('error', () => undefined); try { await redis.connect(); const live = await listLiveWorkers(redis, redisKeys(env.QUEUE_PREFIX)); process.exitCode = live.some((worker) => worker.host === hostname()) ? 0 : 1; } catch { process.exitCode = 1; } finally { redis.disconnect(); }"]
+  CMD ["node", "dist/apps/worker/src/healthcheck.js"]
 # tini is PID 1: it forwards SIGTERM to node, so the worker checkpoints its sequences and hands
 # its jobs back (SHUTDOWN_GRACE_MS), and it reaps zombies.
 ENTRYPOINT ["/usr/bin/tini", "--"]

@@ -17,7 +17,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { gatewayEnvSchema, workerEnvSchema } from '#config';
-import { createLogger, ENGINE_MALLOC_ENV, WorkerRegistry } from '#cluster';
+import { createLogger, WorkerRegistry } from '#cluster';
+import { ENGINE_MALLOC_ENV } from '#processes';
 import { redisKeys } from '#contracts';
 import { DEFAULT_MODEL_CHECKPOINT } from '#model';
 import { assertAppsBuilt, deletePrefix, uniquePrefix } from '#testing';
@@ -481,10 +482,21 @@ describe('worker image HEALTHCHECK against a real Redis', () => {
     expect(check('deploy/worker-cuda.Dockerfile')).toEqual(check('deploy/worker.Dockerfile'));
   });
 
+  it("runs the worker app's compiled healthcheck script, whose source exists", () => {
+    const [node, script = '', ...rest] = check('deploy/worker.Dockerfile');
+    expect(node).toBe('node');
+    expect(script).toBe('dist/apps/worker/src/healthcheck.js');
+    expect(rest).toEqual([]);
+    expect(existsSync(join(root, script.replace(/^dist\//, '').replace(/\.js$/, '.ts')))).toBe(
+      true,
+    );
+  });
+
   it('fails until a worker on this host is registered, passes while it is, fails when Redis is unreachable', async () => {
     const command = check('deploy/worker.Dockerfile');
     const env = { REDIS_URL: redisUrl, QUEUE_PREFIX: prefix };
     expect(run(command, env)).toBe(1);
+    expect(run(command, { QUEUE_PREFIX: prefix }), 'REDIS_URL is required').toBe(1);
 
     const identity = {
       id: 'elsewhere-1',

@@ -2,7 +2,7 @@ import { Job } from 'bullmq';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobProgress } from '#contracts';
-import type { ServiceProcess } from '#cluster';
+import type { ServiceProcess } from '#processes';
 import { TEST_MODEL_ID, uniquePrefix } from '#testing';
 import { Keys } from '../gateway/support/harness.js';
 import { waitFor } from '../support/wait.js';

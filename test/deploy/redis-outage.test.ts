@@ -1,6 +1,6 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ServiceProcess } from '#cluster';
+import type { ServiceProcess } from '#processes';
 import { startWorker, TestRedis, uniquePrefix, type TestGateway } from '#testing';
 import { Keys, startTestGateway } from '../gateway/support/harness.js';
 import { waitFor } from '../support/wait.js';

@@ -9,7 +9,7 @@ import {
   ReadyMessage,
   spawnService,
   type ServiceProcess,
-} from '#cluster';
+} from '#processes';
 import { appEntry, testModelDir } from '#testing';
 
 /**

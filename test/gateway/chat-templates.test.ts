@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import OpenAI, { toFile } from 'openai';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { ServiceProcess } from '#cluster';
+import type { ServiceProcess } from '#processes';
 import { startWorker, uniquePrefix, type TestGateway } from '#testing';
 import { waitFor } from '../support/wait.js';
 import { dijiang, greedyGenerate, Keys, startTestGateway } from './support/harness.js';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI, { toFile } from 'openai';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { ServiceProcess } from '#cluster';
+import type { ServiceProcess } from '#processes';
 import { startWorker, uniquePrefix, type TestGateway } from '#testing';
 import { waitFor } from '../support/wait.js';
 import {

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { freePort } from '#cluster';
+import { freePort } from '#processes';
 import { appEntry } from '#testing';
 
 function boot(app: 'gateway' | 'worker', env: Record<string, string>) {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ServiceProcess } from '#cluster';
+import type { ServiceProcess } from '#processes';
 import { startGateway, startWorker, TestRedis, uniquePrefix, type TestGateway } from '#testing';
 import { waitFor } from '../support/wait.js';
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, isLogMessage } from '#cluster';
+import { freePort, isLogMessage } from '#processes';
 import { DEFAULT_MODEL_CHECKPOINT, DEFAULT_MODEL_ID } from '#model';
 import { englishWordShare } from '#testing';
 import { waitFor } from '../support/wait.js';

@@ -1,7 +1,8 @@
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { redisKeys, type WorkerRecord } from '#contracts';
-import { listLiveWorkers, type ServiceProcess } from '#cluster';
+import { listLiveWorkers } from '#cluster';
+import { type ServiceProcess } from '#processes';
 import { deletePrefix, startWorker, TEST_MODEL_ID, uniquePrefix } from '#testing';
 import { waitFor } from '../support/wait.js';
 

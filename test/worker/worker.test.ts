@@ -11,7 +11,8 @@ import {
   type ScoreResult,
   type StreamEvent,
 } from '#contracts';
-import { PrefixCache, requestCancel, type ServiceProcess } from '#cluster';
+import { PrefixCache, requestCancel } from '#cluster';
+import { type ServiceProcess } from '#processes';
 import { DEFAULT_SAMPLING, Engine, summarizeScore, type SamplingParams } from '#engine';
 import { createPresetBundle } from '#model';
 import { startWorker, testModelDir, TEST_MODEL_ID, uniquePrefix } from '#testing';
@@ -231,7 +232,7 @@ describe('worker processes against real Redis', () => {
       { model: TEST_MODEL_ID, owner: 'tenant-test', input: { text: document }, windowTokens: 1000 },
       { jobId: 'job-score', priority: JobPriority.Document },
     );
-    const checkpointMeta = `${redisKeys(prefix).checkpoint('job-score', 0)}:meta`;
+    const checkpointMeta = redisKeys(prefix).checkpointMeta('job-score', 0);
     await waitFor(
       async () => Number(await producer.redis.hget(checkpointMeta, 'absorbed')) >= 2000,
       { intervalMs: 10, message: 'a prefill checkpoint past 2000 tokens' },

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { bootOrExit } from '#cluster';
+import { bootOrExit } from '#processes';
 import { registerModelCommands } from './model-commands.js';
 import { registerRunCommands } from './run-commands.js';
 import { runUp } from './up.js';

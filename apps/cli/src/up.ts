@@ -19,7 +19,7 @@ import {
   withEngineMallocTuning,
   startRedisServer,
   type ServiceProcess,
-} from '#cluster';
+} from '#processes';
 
 /**
  * `dijiang up` (what `npm start` runs): the whole cluster on one machine. Children run in their

@@ -4,21 +4,23 @@ import type { Redis } from 'ioredis';
 import { modelQueueName, redisKeys } from '#contracts';
 import { loadConfig, workerEnvSchema } from '#config';
 import {
-  bootOrExit,
   CheckpointStore,
   connectRedisOrFail,
   createLogger,
   createRedis,
-  ENGINE_MALLOC_ENV,
-  missingEngineMallocTuning,
-  onShutdown,
   PrefixCache,
   publishModelChat,
-  ReadyMessage,
   subscribeToCancellations,
   WorkerRegistry,
   workerOptions,
 } from '#cluster';
+import {
+  bootOrExit,
+  ENGINE_MALLOC_ENV,
+  missingEngineMallocTuning,
+  onShutdown,
+  ReadyMessage,
+} from '#processes';
 import { Engine } from '#engine';
 import { JobRegistry } from './job-registry.js';
 import type { ModelRuntime } from './job-context.js';

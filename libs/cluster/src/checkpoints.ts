@@ -27,16 +27,17 @@ export class CheckpointStore {
   ) {}
 
   async save(jobId: string, choice: number, checkpoint: Checkpoint): Promise<void> {
-    const key = this.keys.checkpoint(jobId, choice);
+    const metaKey = this.keys.checkpointMeta(jobId, choice);
+    const logprobsKey = this.keys.checkpointLogprobs(jobId, choice);
     // One transaction: a reader never sees a state with another checkpoint's metadata.
     const transaction = this.redis
       .multi()
-      .set(key, checkpoint.state, 'EX', CHECKPOINT_TTL_SECONDS)
-      .hset(`${key}:meta`, {
+      .set(this.keys.checkpoint(jobId, choice), checkpoint.state, 'EX', CHECKPOINT_TTL_SECONDS)
+      .hset(metaKey, {
         position: String(checkpoint.position),
         absorbed: String(checkpoint.absorbed),
       })
-      .expire(`${key}:meta`, CHECKPOINT_TTL_SECONDS);
+      .expire(metaKey, CHECKPOINT_TTL_SECONDS);
     if (checkpoint.logprobs !== undefined) {
       // Only the new log-probs travel: written in place at their offset, so a long document's
       // checkpoints cost O(new tokens), not O(document) each.
@@ -46,19 +47,18 @@ export class CheckpointStore {
         checkpoint.logprobs.byteLength,
       );
       transaction
-        .setrange(`${key}:logprobs`, (checkpoint.logprobsOffset ?? 0) * 8, bytes)
-        .expire(`${key}:logprobs`, CHECKPOINT_TTL_SECONDS);
+        .setrange(logprobsKey, (checkpoint.logprobsOffset ?? 0) * 8, bytes)
+        .expire(logprobsKey, CHECKPOINT_TTL_SECONDS);
     }
     await transaction.exec();
   }
 
   async load(jobId: string, choice: number): Promise<Checkpoint | undefined> {
-    const key = this.keys.checkpoint(jobId, choice);
     const [[, state], [, meta], [, logprobsBytes]] = (await this.redis
       .multi()
-      .getBuffer(key)
-      .hgetall(`${key}:meta`)
-      .getBuffer(`${key}:logprobs`)
+      .getBuffer(this.keys.checkpoint(jobId, choice))
+      .hgetall(this.keys.checkpointMeta(jobId, choice))
+      .getBuffer(this.keys.checkpointLogprobs(jobId, choice))
       .exec()) as [[null, Buffer | null], [null, Record<string, string>], [null, Buffer | null]];
     if (state === null) return undefined;
     const position = Number(meta.position);
@@ -79,8 +79,8 @@ export class CheckpointStore {
   async deleteJob(jobId: string, choices: number): Promise<void> {
     const keys = Array.from({ length: choices }, (_unused, choice) => [
       this.keys.checkpoint(jobId, choice),
-      `${this.keys.checkpoint(jobId, choice)}:meta`,
-      `${this.keys.checkpoint(jobId, choice)}:logprobs`,
+      this.keys.checkpointMeta(jobId, choice),
+      this.keys.checkpointLogprobs(jobId, choice),
     ]).flat();
     if (keys.length > 0) await this.redis.del(...keys);
   }

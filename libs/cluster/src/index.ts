@@ -1,10 +1,6 @@
 export * from './logger.js';
 export * from './redis.js';
 export * from './worker-registry.js';
-export * from './process.js';
-export * from './ports.js';
-export * from './redis-server.js';
-export * from './services.js';
 export * from './cancellation.js';
 export * from './job-stream.js';
 export * from './queues.js';
@@ -14,4 +10,3 @@ export * from './saved-states.js';
 export * from './stream-batcher.js';
 export * from './model-chat.js';
 export * from './token-usage.js';
-export * from './malloc-tuning.js';

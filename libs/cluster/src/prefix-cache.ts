@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { RedisKeys } from '#contracts';
+import { withLuaCommands } from './lua-commands.js';
 
 /**
  * The prefix-state cache shared by all workers: the recurrent state after a token prefix, keyed by
@@ -79,6 +80,38 @@ end
 return 0
 `;
 
+/** The cache's scripts as custom commands (EVALSHA once Redis has the body). */
+interface PrefixCacheCommands {
+  /**
+   * {@link STORE_SCRIPT}. KEYS: the state, the index, the stats, the claim; ARGV: the state, the
+   * time of use (ms), the byte bound. 1 when it stored, 0 when the state was cached already.
+   */
+  prefixCacheStore(
+    stateKey: string,
+    indexKey: string,
+    statsKey: string,
+    claimKey: string,
+    state: Buffer,
+    usedAtMs: number,
+    maxBytes: number,
+  ): Promise<number>;
+  /** {@link FIND_AND_CLAIM_SCRIPT}; the key count comes first (two per boundary). */
+  prefixCacheFindAndClaim(
+    numberOfKeys: number,
+    ...keysAndArgs: (string | number)[]
+  ): Promise<number[]>;
+  /** {@link CLAIMS_SCRIPT}; the key count comes first (one per claim). */
+  prefixCacheClaims(numberOfKeys: number, ...keysAndArgs: (string | number)[]): Promise<number>;
+}
+
+const withPrefixCacheCommands = (redis: Redis): Redis & PrefixCacheCommands =>
+  withLuaCommands<PrefixCacheCommands>(redis, {
+    prefixCacheStore: { numberOfKeys: 4, lua: STORE_SCRIPT },
+    // Both take as many keys as the prompt has boundaries or the claimant holds claims.
+    prefixCacheFindAndClaim: { lua: FIND_AND_CLAIM_SCRIPT },
+    prefixCacheClaims: { lua: CLAIMS_SCRIPT },
+  });
+
 /**
  * A claim lives this long unless its claimant renews it (each prefill chunk and boundary does).
  * @defaultValue 10 s
@@ -116,16 +149,19 @@ export interface PrefixClaimant {
 export class PrefixCache {
   /** Prefix hashes each claimant of this process holds and has not stored yet. */
   private readonly claims = new Map<string, Set<string>>();
+  private readonly redis: Redis & PrefixCacheCommands;
 
   constructor(
-    private readonly redis: Redis,
+    redis: Redis,
     private readonly keys: RedisKeys,
     private readonly modelId: string,
     /** @defaultValue 256 MiB (PREFIX_CACHE_MAX_BYTES) */
     private readonly maxBytes: number,
     /** The model's state size: when one state exceeds the bound nothing is cached or claimed. */
     private readonly stateBytes: number,
-  ) {}
+  ) {
+    this.redis = withPrefixCacheCommands(redis);
+  }
 
   /**
    * The longest cached prefix among `prefixes` (any order), counting a hit or a miss. With a
@@ -173,8 +209,7 @@ export class PrefixCache {
     const held = this.claims.get(claimantId);
     if (held === undefined || held.size === 0) return;
     const claimKeys = [...held].map((hash) => this.keys.prefixClaim(this.modelId, hash));
-    await this.redis.eval(
-      CLAIMS_SCRIPT,
+    await this.redis.prefixCacheClaims(
       claimKeys.length,
       ...claimKeys,
       action,
@@ -191,15 +226,14 @@ export class PrefixCache {
     ascending: readonly PrefixBoundary[],
     claimantId: string | undefined,
   ): Promise<{ longest?: PrefixBoundary; waitFor?: PrefixBoundary }> {
-    const reply = (await this.redis.eval(
-      FIND_AND_CLAIM_SCRIPT,
+    const reply = await this.redis.prefixCacheFindAndClaim(
       ascending.length * 2,
       ...ascending.map((prefix) => this.keys.prefixState(this.modelId, prefix.hash)),
       ...ascending.map((prefix) => this.keys.prefixClaim(this.modelId, prefix.hash)),
       ascending.length,
       claimantId ?? '',
       CLAIM_TTL_MS,
-    )) as number[];
+    );
     const [cached = 0, outcome = 0, ...claimed] = reply;
     const longest = cached > 0 ? ascending[cached - 1] : undefined;
     const next = ascending[cached];
@@ -245,9 +279,7 @@ export class PrefixCache {
   async store(hash: string, state: Buffer, claimantId?: string): Promise<void> {
     if (claimantId !== undefined) this.claims.get(claimantId)?.delete(hash);
     if (state.byteLength > this.maxBytes) return;
-    await this.redis.eval(
-      STORE_SCRIPT,
-      4,
+    await this.redis.prefixCacheStore(
       this.keys.prefixState(this.modelId, hash),
       this.keys.prefixIndex,
       this.keys.prefixStats,

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { gatewayKeys, RATE_LIMIT_WINDOW_MS, type RedisKeys } from '#contracts';
+import { withLuaCommands } from './lua-commands.js';
 
 /** A job's charge marker outlives any retry of the job. @defaultValue 7 days */
 const CHARGE_MARKER_TTL_SECONDS = 7 * 24 * 3600;
@@ -14,6 +15,22 @@ redis.call('INCRBY', KEYS[2], ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return 1
 `;
+
+interface TokenUsageCommands {
+  /** {@link CHARGE_ONCE_SCRIPT}: 1 when it charged, 0 when the job was charged before. */
+  chargeTokensOnce(
+    chargedMarkerKey: string,
+    tokenCounterKey: string,
+    tokens: number,
+    counterTtlMs: number,
+    markerTtlSeconds: number,
+  ): Promise<number>;
+}
+
+const withTokenUsageCommands = (redis: Redis): Redis & TokenUsageCommands =>
+  withLuaCommands<TokenUsageCommands>(redis, {
+    chargeTokensOnce: { numberOfKeys: 2, lua: CHARGE_ONCE_SCRIPT },
+  });
 
 /**
  * Charges the tokens a tenant's job used (prompt and output) to the tenant's current rate-limit
@@ -31,9 +48,7 @@ export async function chargeTenantTokens(
 ): Promise<void> {
   if (tokens <= 0) return;
   const window = Math.floor(Date.now() / RATE_LIMIT_WINDOW_MS);
-  await redis.eval(
-    CHARGE_ONCE_SCRIPT,
-    2,
+  await withTokenUsageCommands(redis).chargeTokensOnce(
     keys.tokensCharged(jobId),
     gatewayKeys(keys.prefix).rateLimit(tenant, 'tokens', window),
     tokens,

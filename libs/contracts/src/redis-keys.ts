@@ -47,6 +47,16 @@ export interface RedisKeys {
    * serves the model before it takes jobs, read by gateways to render chat requests.
    */
   modelChat(modelId: string): string;
+  /**
+   * Hash beside a {@link RedisKeys.checkpoint}: the position of the next token and the tokens
+   * the state has absorbed, written in the same transaction as the state.
+   */
+  checkpointMeta(jobId: string, choice: number): string;
+  /**
+   * Score jobs: the log-probs scored so far beside a {@link RedisKeys.checkpoint}, as float64
+   * bytes in token order (each checkpoint writes only the new ones, at their offset).
+   */
+  checkpointLogprobs(jobId: string, choice: number): string;
 }
 
 export function redisKeys(prefix: string): RedisKeys {
@@ -69,6 +79,8 @@ export function redisKeys(prefix: string): RedisKeys {
     prefixStats: `${prefix}:pfx:stats`,
     tokensCharged: (jobId) => `${prefix}:charged:${jobId}`,
     modelChat: (modelId) => `${prefix}:model:${modelId}:chat`,
+    checkpointMeta: (jobId, choice) => `${prefix}:ckpt:${jobId}:${choice}:meta`,
+    checkpointLogprobs: (jobId, choice) => `${prefix}:ckpt:${jobId}:${choice}:logprobs`,
   };
 }
 

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { isLogMessage, ReadyMessage, spawnService, type ServiceProcess } from '#cluster';
+import { isLogMessage, ReadyMessage, spawnService, type ServiceProcess } from '#processes';
 import { testModelDir } from './model.js';
 
 /** The built entry point of an app; child processes always run the compiled dist/. */

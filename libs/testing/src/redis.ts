@@ -10,7 +10,7 @@ import {
   REDIS_SERVER_MISSING,
   startRedisServer,
   type RedisServer,
-} from '#cluster';
+} from '#processes';
 
 /**
  * Makes sure a redis-server binary exists before any test runs. Tests never use a shared Redis:

@@ -1,6 +1,6 @@
 import { accessSync, constants, mkdirSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { spawnService, type ServiceProcess } from './services.js';
+import { spawnService, type ServiceProcess } from './service-process.js';
 
 /**
  * A redis-server process owned by this process: the managed Redis of `dijiang up` and the private
