@@ -13,110 +13,20 @@
  * BENCH_DOCUMENT_TOKENS (default 100000), BENCH_DECODE_TOKENS (default 32: tokens per sequence
  * beyond the batch size).
  */
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
-import { JobPriority } from '#contracts';
-import { cpus, loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
-import {
-  ByteTokenizer,
-  headDim,
-  initWeights,
-  presetConfig,
-  writeOnnxModel,
-  type DecodeStream,
-  type ModelConfig,
-  type PresetName,
-  type Tokenizer,
-} from '#model';
-import { defaultSchedulerOptions, openSession, runChunk, Scheduler } from '#engine/runtime';
-import { DEFAULT_SAMPLING, type SamplingParams, type SequenceRequest } from '#engine';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { cpus, loadavg } from 'node:os';
+import { headDim, type PresetName } from '#model';
+import { runChunk } from '#engine/runtime';
 import { percentile } from './stats.js';
-
-const threads = Number(process.env.BENCH_THREADS ?? 2);
-const batches = (process.env.BENCH_BATCHES ?? '1,2,4,8,16,32,64').split(',').map(Number);
-const documentTokens = Number(process.env.BENCH_DOCUMENT_TOKENS ?? 100_000);
-const decodeTokens = Number(process.env.BENCH_DECODE_TOKENS ?? 32);
-
-/** Greedy, with end of text banned so that every sequence decodes exactly its token budget. */
-function greedy(eosTokenId: number): SamplingParams {
-  return { ...DEFAULT_SAMPLING, temperature: 0, logitBias: new Map([[eosTokenId, -100]]) };
-}
-
-/**
- * Pythia shapes use a 50k BPE vocabulary whose tokenizer.json cannot be shipped here; decode
- * speed does not depend on the text, so those runs feed byte ids and skip detokenization. The
- * sampler still scans the full 50k-logit row every step.
- */
-class IdTokenizer implements Tokenizer {
-  readonly kind = 'byte';
-  readonly eosTokenId = 0;
-  constructor(readonly vocabSize: number) {}
-  encode(text: string): number[] {
-    return [...new TextEncoder().encode(text)].map((byte) => byte + 1);
-  }
-  encodeIds(text: string): Int32Array {
-    return Int32Array.from(this.encode(text));
-  }
-  decode(): string {
-    return '';
-  }
-  createDecodeStream(): DecodeStream {
-    return { push: () => '', flush: () => '' };
-  }
-}
-
-interface Bench {
-  config: ModelConfig;
-  session: Awaited<ReturnType<typeof openSession>>;
-  scheduler: Scheduler;
-  generate: (id: string, maxTokens: number) => SequenceRequest;
-}
-
-async function schedulerFor(preset: PresetName): Promise<Bench> {
-  const config = presetConfig(preset, 'dijiang');
-  const dir = await mkdtemp(join(tmpdir(), 'dijiang-bench-engine-'));
-  const path = join(dir, 'model.onnx');
-  await writeOnnxModel(config, initWeights(config, 0), path);
-  const session = await openSession(path, { intraOpNumThreads: threads });
-  const tokenizer =
-    config.tokenizer === 'byte' ? new ByteTokenizer() : new IdTokenizer(config.vocabSize);
-  const scheduler = new Scheduler(
-    config,
-    tokenizer,
-    (request) => runChunk(session, config, request),
-    defaultSchedulerOptions,
-  );
-  const generate = (id: string, maxTokens: number): SequenceRequest => ({
-    id,
-    kind: 'generate',
-    priority: JobPriority.Interactive,
-    text: `Sequence ${id} says hello.`,
-    prefixBlockTokens: 0,
-    generate: { sampling: greedy(tokenizer.eosTokenId), choice: 0, maxTokens, stop: [] },
-  });
-  return { config, session, scheduler, generate };
-}
-
-/** Ticks until idle; returns each sequence's token arrival times. */
-async function drive(scheduler: Scheduler): Promise<Map<string, number[]>> {
-  const arrivals = new Map<string, number[]>();
-  const collect = (): void => {
-    const now = performance.now();
-    for (const event of scheduler.drainEvents()) {
-      if (event.type === 'tokenized')
-        scheduler.start(event.id, { position: 0, skip: 0, replay: [] });
-      if (event.type === 'token') arrivals.set(event.id, [...(arrivals.get(event.id) ?? []), now]);
-      if (event.type === 'failed') throw new Error(`${event.id}: ${event.message}`);
-    }
-  };
-  collect();
-  collect();
-  while (scheduler.hasWork) {
-    await scheduler.tick();
-    collect();
-  }
-  return arrivals;
-}
+import {
+  threads,
+  batches,
+  documentTokens,
+  decodeTokens,
+  schedulerFor,
+  drive,
+  type Bench,
+} from './engine-harness.js';
 
 interface ThroughputRow {
   preset: string;
@@ -315,11 +225,12 @@ async function main(): Promise<void> {
   const [graphAt1, graphAt32] = target.graph;
   const interferenceResult = await interference('small');
   const loadAverageAtEnd = loadavg()[0] ?? Number.NaN;
+  const command = 'npm run bench -- engine';
   const results = {
     machine,
     loadAverageAtStart,
     loadAverageAtEnd,
-    command: 'npm run bench (node dist/bench/engine.js)',
+    command,
     decodeTokensPerSequence: decodeTokens,
     throughput,
     pythia70mTarget: target,
@@ -340,7 +251,7 @@ async function main(): Promise<void> {
   const lines = [
     '# Engine benchmarks',
     '',
-    `Machine: ${machine}; 1-minute load average ${loadAverageAtStart.toFixed(2)} at start, ${loadAverageAtEnd.toFixed(2)} at the end. Command: \`npm run bench -- engine\`. Greedy decoding; throughput counts only the steps in which all B sequences decode.`,
+    `Machine: ${machine}; 1-minute load average ${loadAverageAtStart.toFixed(2)} at start, ${loadAverageAtEnd.toFixed(2)} at the end. Command: \`${command}\`. Greedy decoding; throughput counts only the steps in which all B sequences decode.`,
     '',
     '## Decode throughput vs batch size',
     '',
