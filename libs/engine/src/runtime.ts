@@ -5,4 +5,5 @@
  */
 export * from './ort/index.js';
 export * from './scheduler.js';
+export * from './scheduler-options.js';
 export * from './state-batch.js';

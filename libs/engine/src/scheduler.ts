@@ -1,29 +1,13 @@
 import type { ModelConfig, Tokenizer } from '#model';
 import { headDim } from '#model';
 import { checkpointDue, takeCheckpoint } from './checkpoint-policy.js';
-import { ENGINE_DEFAULTS } from './defaults.js';
 import type { ChunkRequest, ChunkResult, RunChunk } from './ort/chunk.js';
 import { OutputProcessor } from './output-processor.js';
+import { defaultSchedulerOptions, type SchedulerOptions } from './scheduler-options.js';
 import type { FinishReason, SequenceEvent, SequenceRequest, SequenceStart } from './protocol.js';
 import type { Sequence } from './sequence.js';
 import { applyStart, tokenizeSequence } from './sequence-start.js';
 import { StateBatch } from './state-batch.js';
-
-/** How the scheduler sizes its work; the defaults are `ENGINE_DEFAULTS`' (defaults.ts). */
-export interface SchedulerOptions {
-  /** Decode rows per step. */
-  maxBatch: number;
-  /** Prefill chunk when nothing is decoding. */
-  maxPrefillChunk: number;
-  /** Smallest prefill chunk while sequences decode. */
-  minPrefillChunk: number;
-}
-
-export const defaultSchedulerOptions: SchedulerOptions = {
-  maxBatch: ENGINE_DEFAULTS.maxBatch,
-  maxPrefillChunk: ENGINE_DEFAULTS.maxPrefillChunk,
-  minPrefillChunk: ENGINE_DEFAULTS.minPrefillChunk,
-};
 
 /**
  * While sequences decode, a tick's prefill chunk is sized to cost this share of the decode step:
