@@ -1,8 +1,9 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { redisKeys, type ScoreResult, type StreamEvent } from '#contracts';
+import { redisKeys, type ScoreResult } from '#contracts';
 import {
   appendDone,
+  appendFailed,
   appendStreamEvents,
   doneResult,
   FINISHED_STREAM_TTL_SECONDS,
@@ -11,10 +12,11 @@ import {
   readStreamedChoices,
   readStreamEnd,
   StreamedChoices,
+  type ProgressStreamEvent,
 } from '#cluster';
 import { deletePrefix, uniquePrefix } from '#testing';
 
-const token = (choice: number, index: number, text: string): StreamEvent => ({
+const token = (choice: number, index: number, text: string): ProgressStreamEvent => ({
   type: 'token',
   choice,
   index,
@@ -22,7 +24,7 @@ const token = (choice: number, index: number, text: string): StreamEvent => ({
   text,
   logprob: -index,
 });
-const end = (choice: number, promptTokens: number, cachedTokens = 0): StreamEvent => ({
+const end = (choice: number, promptTokens: number, cachedTokens = 0): ProgressStreamEvent => ({
   type: 'choice-end',
   choice,
   finishReason: 'length',
@@ -140,8 +142,14 @@ describe('job stream ends (real Redis)', () => {
     expect((await readStreamedChoices(redis, keys, 'large')).byChoice().size).toBe(0);
   });
 
-  it('reports a failed ending as the last entry', async () => {
-    await appendStreamEvents(redis, keys, 'failed', [{ type: 'failed', message: 'boom' }]);
+  it('ends a stream once: a retried end and a later failure leave the first end standing', async () => {
+    await appendDone(redis, keys, 'twice', usage, scoreResult(3));
+    const first = await readStreamEnd(redis, keys, 'twice');
+    await appendDone(redis, keys, 'twice', { ...usage, promptTokens: 99 }, scoreResult(99));
+    await appendFailed(redis, keys, 'twice', 'too late');
+    expect(await readStreamEnd(redis, keys, 'twice')).toEqual(first);
+    expect(await redis.xlen(keys.jobStream('twice'))).toBe(1);
+    await appendFailed(redis, keys, 'failed', 'boom');
     expect((await readStreamEnd(redis, keys, 'failed'))?.event).toEqual({
       type: 'failed',
       message: 'boom',

@@ -11,8 +11,14 @@ import {
   type ScoreResult,
   type StreamEvent,
 } from '#contracts';
-import { PrefixCache, requestCancel } from '#cluster';
-import { type ServiceProcess } from '#processes';
+import {
+  appendDone,
+  appendStreamEvents,
+  PrefixCache,
+  requestCancel,
+  type ProgressStreamEvent,
+} from '#cluster';
+import type { ServiceProcess } from '#processes';
 import { DEFAULT_SAMPLING, Engine, summarizeScore, type SamplingParams } from '#engine';
 import { createPresetBundle } from '#model';
 import { startWorker, testModelDir, TEST_MODEL_ID, uniquePrefix } from '#testing';
@@ -164,6 +170,90 @@ describe('worker processes against real Redis', () => {
     expect(await producer.chargedTokens('tenant-test')).toBe(14);
   });
 
+  it('does not run again a job whose stream ended; charges it once and returns the stream', async () => {
+    fresh('ended');
+    const keys = redisKeys(prefix);
+    const usage = { promptTokens: 11, completionTokens: 2, cachedTokens: 0 };
+    const attempt: ProgressStreamEvent[] = [
+      { type: 'token', choice: 0, index: 0, token: 104, text: 'h', logprob: -1 },
+      { type: 'token', choice: 0, index: 1, token: 105, text: 'i', logprob: -1 },
+      {
+        type: 'choice-end',
+        choice: 0,
+        finishReason: 'length',
+        text: '',
+        promptTokens: 11,
+        cachedTokens: 0,
+      },
+    ];
+    await appendStreamEvents(producer.redis, keys, 'job-ended', attempt);
+    await appendDone(producer.redis, keys, 'job-ended', usage);
+    await spawn();
+    await producer.add(
+      JobName.Generate,
+      generatePayload('Hello there', { ...seeded, max_tokens: 2 }),
+      { jobId: 'job-ended' },
+    );
+    const result = (await producer.result(TEST_MODEL_ID, 'job-ended')) as GenerateResult;
+    expect(result).toEqual({
+      choices: [{ index: 0, text: 'hi', finishReason: 'length' }],
+      usage,
+    });
+    const events = await producer.stream('job-ended');
+    expect(events.filter((event) => event.type === 'done')).toHaveLength(1);
+    expect(events.filter((event) => event.type === 'token')).toHaveLength(2);
+    expect(await producer.chargedTokens('tenant-test')).toBe(13);
+  });
+
+  it('completes a job cancelled while waiting with what an earlier attempt streamed', async () => {
+    fresh('cancel-waiting');
+    const keys = redisKeys(prefix);
+    // An earlier attempt ended choice 0 and streamed two tokens of choice 1, then its worker
+    // stopped; the job was cancelled before another worker took it.
+    await appendStreamEvents(producer.redis, keys, 'job-cw', [
+      ...['a', 'b', 'c'].map((text, index) => ({
+        type: 'token' as const,
+        choice: 0,
+        index,
+        token: 97 + index,
+        text,
+        logprob: -1,
+      })),
+      {
+        type: 'choice-end',
+        choice: 0,
+        finishReason: 'length',
+        text: '',
+        promptTokens: 11,
+        cachedTokens: 0,
+      },
+      ...['x', 'y'].map((text, index) => ({
+        type: 'token' as const,
+        choice: 1,
+        index,
+        token: 120 + index,
+        text,
+        logprob: -1,
+      })),
+    ]);
+    await requestCancel(producer.redis, keys, 'job-cw');
+    await spawn();
+    await producer.add(
+      JobName.Generate,
+      generatePayload('Hello there', { ...seeded, max_tokens: 3 }, { n: 2 }),
+      { jobId: 'job-cw' },
+    );
+    const result = (await producer.result(TEST_MODEL_ID, 'job-cw')) as GenerateResult;
+    expect(result).toEqual({
+      choices: [
+        { index: 0, text: 'abc', finishReason: 'length' },
+        { index: 1, text: 'xy', finishReason: 'cancelled' },
+      ],
+      usage: { promptTokens: 11, completionTokens: 5, cachedTokens: 0 },
+    });
+    expect(await producer.chargedTokens('tenant-test')).toBe(16);
+  });
+
   it('ends a score stream with its result, inline or under a key when large', async () => {
     fresh('score-done');
     await spawn();
@@ -177,7 +267,9 @@ describe('worker processes against real Redis', () => {
     await score('job-large', 'Many tokens, each with its own log-probability. '.repeat(100));
     const small = (await producer.result(TEST_MODEL_ID, 'job-small')) as ScoreResult;
     const large = (await producer.result(TEST_MODEL_ID, 'job-large')) as ScoreResult;
-    expect(large.tokenLogprobs).toHaveLength(4800);
+    // BullMQ keeps the summary; the per-token log-probs live under the result key only.
+    expect(large.tokenLogprobs).toBeUndefined();
+    expect(small.tokenLogprobs).toHaveLength(13);
     expect((await producer.stream('job-small')).at(-1)).toEqual({
       type: 'done',
       usage: { promptTokens: 13, completionTokens: 0, cachedTokens: 0 },
@@ -190,7 +282,13 @@ describe('worker processes against real Redis', () => {
       usage: { promptTokens: 4800, completionTokens: 0, cachedTokens: 0 },
       resultKey,
     });
-    expect(JSON.parse((await producer.redis.get(resultKey)) ?? 'null')).toEqual(large);
+    const stored = JSON.parse((await producer.redis.get(resultKey)) ?? 'null') as ScoreResult;
+    expect(stored.tokenLogprobs).toHaveLength(4800);
+    expect({ ...stored, tokenLogprobs: undefined }).toEqual(large);
+    expect(stored.totalNll).toBeCloseTo(
+      -(stored.tokenLogprobs ?? []).reduce((sum, logprob) => sum + logprob, 0),
+      6,
+    );
     expect(await producer.redis.ttl(resultKey)).toBeGreaterThan(3600);
   });
 

@@ -1,7 +1,7 @@
 import type { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { JobPriority, RedisKeys, WorkerRecord } from '#contracts';
-import type { CheckpointStore, Logger, PrefixCache } from '#cluster';
+import type { DigestResult, JobPriority, RedisKeys, ScoreResult, WorkerRecord } from '#contracts';
+import type { CheckpointStore, Logger, PrefixCache, StoredResult } from '#cluster';
 import type { CheckpointPolicy, Engine, SequenceOutcome } from '#engine';
 import type { ProgressReporter } from './progress-reporter.js';
 import type { SequenceStarter } from './sequence-start.js';
@@ -50,6 +50,11 @@ export interface JobContext {
   stopWaiting: () => boolean;
   /** Stops the sequence at its first tick when the job was cancelled before it started. */
   cancelIfRequested: (sequenceId: string) => void;
+  /**
+   * Stops every sequence of the job and lets none of them write anything more: one of them
+   * failed, and the job as a whole fails or is retried.
+   */
+  stopSequences: () => void;
   /** Hands the job back to the queue when any of its sequences was suspended (shutdown). */
   handBackIfSuspended: (outcomes: readonly (SequenceOutcome | undefined)[]) => Promise<void>;
 }
@@ -66,4 +71,45 @@ export function isFinished(
   outcome: SequenceOutcome | undefined,
 ): outcome is Extract<SequenceOutcome, { type: 'finished' }> {
   return outcome?.type === 'finished';
+}
+
+/**
+ * Runs a job's sequences together. When one fails, the others are stopped (they must not write:
+ * the job fails or is retried as a whole, and a retry resumes from what the stream holds) and
+ * awaited, so none still runs when the failure is rethrown.
+ */
+export async function runTogether<T>(
+  context: JobContext,
+  runs: readonly Promise<T>[],
+): Promise<T[]> {
+  const settled = await Promise.allSettled(
+    runs.map((run) =>
+      run.catch((error: unknown) => {
+        context.stopSequences();
+        throw error;
+      }),
+    ),
+  );
+  const values: T[] = [];
+  for (const outcome of settled) {
+    if (outcome.status === 'rejected') {
+      const reason: unknown = outcome.reason;
+      throw reason;
+    }
+    values.push(outcome.value);
+  }
+  return values;
+}
+
+/**
+ * What BullMQ keeps as the job's return value, for the dashboard: the result, less a large
+ * score's per-token log-probs, which live under the stream's result key only (not twice).
+ */
+export function dashboardValue<R extends ScoreResult | DigestResult>(
+  result: R,
+  stored: StoredResult,
+): R {
+  return stored === 'key' && 'tokenLogprobs' in result
+    ? { ...result, tokenLogprobs: undefined }
+    : result;
 }

@@ -5,6 +5,7 @@ import {
   InvalidJobError,
   JobName,
   jobPriorityOf,
+  jobResultSchemas,
   parseModelJob,
   type JobResult,
   type ModelJob,
@@ -13,9 +14,24 @@ import {
   type TextSource,
   type WorkerRecord,
 } from '#contracts';
-import { isCancelRequested, type CheckpointStore, type Logger } from '#cluster';
+import {
+  doneResult,
+  isCancelRequested,
+  readStreamedChoices,
+  readStreamEnd,
+  type CheckpointStore,
+  type DoneEvent,
+  type FailedEvent,
+  type Logger,
+} from '#cluster';
 import type { Engine, SequenceOutcome } from '#engine';
-import type { JobContext, JobSettings, ModelRuntime, WorkerServices } from './job-context.js';
+import {
+  dashboardValue,
+  type JobContext,
+  type JobSettings,
+  type ModelRuntime,
+  type WorkerServices,
+} from './job-context.js';
 import { digest } from './processors/digest.js';
 import { generate } from './processors/generate.js';
 import { score } from './processors/score.js';
@@ -48,6 +64,8 @@ export class JobRegistry {
   private draining = false;
   /** Jobs whose lock this worker lost (another worker owns them now): write nothing more. */
   private readonly abandoned = new Set<string>();
+  /** Jobs with a failed sequence: their other sequences stop and write nothing more. */
+  private readonly stopped = new Set<string>();
   private readonly services: WorkerServices;
 
   constructor(
@@ -66,7 +84,12 @@ export class JobRegistry {
       settings,
       worker,
       logger,
-      sink: new StreamSink(redis, keys, checkpoints, (jobId) => this.abandoned.has(jobId)),
+      sink: new StreamSink(
+        redis,
+        keys,
+        checkpoints,
+        (jobId) => !this.abandoned.has(jobId) && !this.stopped.has(jobId),
+      ),
       starter: new SequenceStarter(redis, keys, checkpoints),
     };
   }
@@ -119,7 +142,13 @@ export class JobRegistry {
     const entry: RunningJob = { engine: runtime.engine, sequences: new Set(), cancelled: false };
     this.running.set(jobId, entry);
     const progress = new ProgressReporter(job, this.services.worker);
+    const stopSequences = (): void => {
+      this.stopped.add(jobId);
+      for (const sequence of entry.sequences) entry.engine.cancel(sequence);
+    };
     try {
+      const ending = await readStreamEnd(this.services.redis, this.services.keys, jobId);
+      if (ending !== undefined) return await this.finishEnded(jobId, item, ending.event);
       if (await isCancelRequested(this.services.redis, this.services.keys, jobId)) {
         return await this.finishCancelledBeforeStart(jobId, item);
       }
@@ -134,6 +163,7 @@ export class JobRegistry {
         sequences: entry.sequences,
         progress,
         stopWaiting: () => this.draining || this.abandoned.has(jobId) || entry.cancelled,
+        stopSequences,
         cancelIfRequested: (sequenceId) => {
           if (entry.cancelled) entry.engine.cancel(sequenceId);
         },
@@ -146,6 +176,8 @@ export class JobRegistry {
       return await dispatch(item, context);
     } catch (error) {
       if (error instanceof WaitingError || this.abandoned.has(jobId)) throw error;
+      // Whatever failed, nothing of this attempt may run on or write once it is over.
+      stopSequences();
       // Readers stop at a `failed` event, so it is written only when BullMQ will not retry.
       const finalAttempt =
         error instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
@@ -161,31 +193,58 @@ export class JobRegistry {
     } finally {
       this.running.delete(jobId);
       this.abandoned.delete(jobId);
+      this.stopped.delete(jobId);
     }
   }
 
   /**
-   * A job cancelled while it waited: a generate job completes with every choice cancelled (as
-   * one cancelled while running does); score and digest jobs fail, having no partial result.
+   * A job cancelled while it waited: a generate job completes with the choices that had not
+   * ended cancelled (as one cancelled while running does), keeping what an earlier attempt
+   * streamed and charging for it; score and digest jobs fail, having no partial result.
    */
   private async finishCancelledBeforeStart(
     jobId: string,
     item: ModelJob,
   ): Promise<JobResult<'generate'>> {
     if (item.name !== JobName.Generate) throw new UnrecoverableError('cancelled by request');
-    const { n, owner } = item.data;
-    const { sink } = this.services;
-    await sink.endCancelledChoices(jobId, n);
-    const usage = { promptTokens: 0, completionTokens: 0, cachedTokens: 0 };
-    await sink.complete(jobId, n, { owner, tokens: 0 }, usage);
-    return {
-      choices: Array.from({ length: n }, (_unused, index) => ({
-        index,
-        text: '',
-        finishReason: 'cancelled' as const,
-      })),
-      usage,
-    };
+    const { n, owner, sampling } = item.data;
+    const { redis, keys, sink } = this.services;
+    const streamed = (await readStreamedChoices(redis, keys, jobId)).byChoice();
+    const unended = Array.from({ length: n }, (_unused, choice) => choice).filter(
+      (choice) => streamed.get(choice)?.end === undefined,
+    );
+    await sink.endCancelledChoices(jobId, unended);
+    const result = (await readStreamedChoices(redis, keys, jobId)).generateResult(
+      n,
+      sampling.logprobs !== undefined,
+    );
+    await sink.complete(jobId, n, owner, result.usage);
+    return result;
+  }
+
+  /**
+   * A job whose stream has ended already: an earlier attempt finished it and died before BullMQ
+   * recorded that. It is not run again; its tokens are charged (once per job, whichever attempt
+   * gets there) and its checkpoints dropped, and BullMQ gets the result the stream holds.
+   */
+  private async finishEnded(
+    jobId: string,
+    item: ModelJob,
+    ending: DoneEvent | FailedEvent,
+  ): Promise<JobResult<JobName>> {
+    if (ending.type === 'failed') {
+      throw new UnrecoverableError(`the job failed before: ${ending.message}`);
+    }
+    const { redis, keys, sink } = this.services;
+    const choices = item.name === JobName.Generate ? item.data.n : 1;
+    await sink.chargeAndClean(jobId, choices, item.data.owner, ending.usage);
+    if (item.name === JobName.Generate) {
+      const streamed = await readStreamedChoices(redis, keys, jobId);
+      const result = streamed.generateResult(choices, item.data.sampling.logprobs !== undefined);
+      return { ...result, usage: ending.usage };
+    }
+    const result = jobResultSchemas[item.name].parse(await doneResult(redis, ending));
+    return dashboardValue(result, ending.resultKey === undefined ? 'inline' : 'key');
   }
 
   /** Puts the job back in its queue (the worker is stopping); another worker resumes it. */

@@ -2,10 +2,12 @@ import type { Redis } from 'ioredis';
 import type { DigestResult, RedisKeys, ScoreResult, Usage } from '#contracts';
 import {
   appendDone,
+  appendFailed,
   appendStreamEvents,
   chargeTenantTokens,
   StreamBatcher,
   type CheckpointStore,
+  type StoredResult,
 } from '#cluster';
 import type { SequenceEvent } from '#engine';
 import type { ProgressReporter } from './progress-reporter.js';
@@ -23,8 +25,9 @@ export interface SequenceTarget {
 
 /**
  * Where a running sequence's events go: tokens and choice ends to the job's stream, states to
- * its checkpoints and to the prefix cache, progress to BullMQ. A job whose lock this worker lost
- * (`isAbandoned`) gets nothing more written, so the worker that owns it now is never disturbed.
+ * its checkpoints and to the prefix cache, progress to BullMQ. A job that may no longer write
+ * (this worker lost its lock, or one of its sequences failed and the job will be retried) gets
+ * nothing more written, so whoever runs it next is never disturbed.
  */
 export class StreamSink {
   /** Tokens of all running sequences, written with one round trip per engine tick. */
@@ -34,14 +37,14 @@ export class StreamSink {
     private readonly redis: Redis,
     private readonly keys: RedisKeys,
     private readonly checkpoints: CheckpointStore,
-    private readonly isAbandoned: (jobId: string) => boolean,
+    private readonly mayWrite: (jobId: string) => boolean,
   ) {
     this.tokens = new StreamBatcher(redis, keys);
   }
 
   async onEvent(target: SequenceTarget, event: SequenceEvent): Promise<void> {
     const { jobId, choice, prefixes, progress } = target;
-    if (this.isAbandoned(jobId)) return;
+    if (!this.mayWrite(jobId)) return;
     switch (event.type) {
       case 'token':
         await this.tokens.append(jobId, {
@@ -100,13 +103,13 @@ export class StreamSink {
     }
   }
 
-  /** Ends every choice of a generate job cancelled before it started: nothing was processed. */
-  async endCancelledChoices(jobId: string, choices: number): Promise<void> {
+  /** Ends the given choices as cancelled before they ran: nothing of theirs was processed. */
+  async endCancelledChoices(jobId: string, choices: readonly number[]): Promise<void> {
     await appendStreamEvents(
       this.redis,
       this.keys,
       jobId,
-      Array.from({ length: choices }, (_unused, choice) => ({
+      choices.map((choice) => ({
         type: 'choice-end' as const,
         choice,
         finishReason: 'cancelled' as const,
@@ -119,23 +122,34 @@ export class StreamSink {
 
   /**
    * Ends the job's stream with its usage and result (readers need nothing else), charges the
-   * tokens it used to its owner and drops its checkpoints.
+   * tokens it used to its owner and drops its checkpoints. Returns where the result went.
    */
   async complete(
     jobId: string,
     choices: number,
-    charge: { owner: string; tokens: number },
+    owner: string,
     usage: Usage,
     result?: ScoreResult | DigestResult,
-  ): Promise<void> {
-    if (this.isAbandoned(jobId)) throw new Error(`job ${jobId} was abandoned: its lock was lost`);
-    await appendDone(this.redis, this.keys, jobId, usage, result);
-    await chargeTenantTokens(this.redis, this.keys, jobId, charge.owner, charge.tokens);
+  ): Promise<StoredResult> {
+    if (!this.mayWrite(jobId)) throw new Error(`job ${jobId} may no longer write to its stream`);
+    const stored = await appendDone(this.redis, this.keys, jobId, usage, result);
+    await this.chargeAndClean(jobId, choices, owner, usage);
+    return stored;
+  }
+
+  /**
+   * Charges a finished job's tokens to its owner (once per job, however often this runs) and
+   * drops its checkpoints: the last steps of `complete`, also taken by a retry that finds the
+   * job's stream ended already.
+   */
+  async chargeAndClean(jobId: string, choices: number, owner: string, usage: Usage): Promise<void> {
+    const tokens = usage.promptTokens + usage.completionTokens;
+    await chargeTenantTokens(this.redis, this.keys, jobId, owner, tokens);
     await this.checkpoints.deleteJob(jobId, choices);
   }
 
   /** Ends the job's stream with a failure (only when BullMQ will not retry the job). */
   async fail(jobId: string, message: string): Promise<void> {
-    await appendStreamEvents(this.redis, this.keys, jobId, [{ type: 'failed', message }]);
+    await appendFailed(this.redis, this.keys, jobId, message);
   }
 }

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { withLuaCommands } from './lua-commands.js';
 import {
   decodeStreamEvent,
   encodeStreamEvent,
@@ -19,19 +20,19 @@ import {
 /** How long a finished job's stream is kept for late readers. @defaultValue 24 h */
 export const FINISHED_STREAM_TTL_SECONDS = 24 * 3600;
 
+/** Entries a running job appends; its end goes through `appendDone` or `appendFailed`. */
+export type ProgressStreamEvent = Exclude<StreamEvent, { type: 'done' | 'failed' }>;
+
 export async function appendStreamEvents(
   redis: Redis,
   keys: RedisKeys,
   jobId: string,
-  events: readonly StreamEvent[],
+  events: readonly ProgressStreamEvent[],
 ): Promise<void> {
   if (events.length === 0) return;
   const key = keys.jobStream(jobId);
   const pipeline = redis.pipeline();
   for (const event of events) pipeline.xadd(key, '*', ...encodeStreamEvent(event));
-  if (events.some((event) => event.type === 'done' || event.type === 'failed')) {
-    pipeline.expire(key, FINISHED_STREAM_TTL_SECONDS);
-  }
   const results = await pipeline.exec();
   const failure = results?.find(([error]) => error !== null)?.[0];
   if (failure) throw failure;
@@ -160,9 +161,48 @@ export async function readStreamedChoices(
 export const INLINE_RESULT_MAX_BYTES = 64 * 1024;
 
 /**
+ * KEYS: the stream, the end marker, the result key; ARGV: the entry's field and value, the TTL
+ * (s), the result JSON ('' for none). Appends the end entry only when the stream has none: a job
+ * retried after it ended (its worker died before BullMQ recorded it) cannot end it twice.
+ * Replies 1 when it appended, 0 when the stream had ended already.
+ */
+const APPEND_END_ONCE_SCRIPT = `
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if ARGV[4] ~= '' then redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[3]) end
+local id = redis.call('XADD', KEYS[1], '*', ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('SET', KEYS[2], id, 'EX', ARGV[3])
+return 1
+`;
+
+interface JobStreamCommands {
+  /** {@link APPEND_END_ONCE_SCRIPT} */
+  appendStreamEndOnce(
+    streamKey: string,
+    endMarkerKey: string,
+    resultKey: string,
+    field: string,
+    value: string,
+    ttlSeconds: number,
+    resultJson: string,
+  ): Promise<number>;
+}
+
+const withJobStreamCommands = (redis: Redis): Redis & JobStreamCommands =>
+  withLuaCommands<JobStreamCommands>(redis, {
+    appendStreamEndOnce: { numberOfKeys: 3, lua: APPEND_END_ONCE_SCRIPT },
+  });
+
+export type DoneEvent = Extract<StreamEvent, { type: 'done' }>;
+export type FailedEvent = Extract<StreamEvent, { type: 'failed' }>;
+
+/** Where a job's result went: into its `done` entry, or to its own key (too large). */
+export type StoredResult = 'none' | 'inline' | 'key';
+
+/**
  * Ends a job's stream with its usage and (score, digest) result, so that readers answer from
- * the stream alone. A large result is written to `RedisKeys.jobResult` in the same transaction,
- * with the stream's lifetime.
+ * the stream alone. A large result is written to `RedisKeys.jobResult` in the same step, with
+ * the stream's lifetime. A stream that has ended already is left as it is.
  */
 export async function appendDone(
   redis: Redis,
@@ -170,27 +210,53 @@ export async function appendDone(
   jobId: string,
   usage: Usage,
   result?: ScoreResult | DigestResult,
-): Promise<void> {
-  const json = result === undefined ? undefined : JSON.stringify(result);
-  const inline = json === undefined || Buffer.byteLength(json) <= INLINE_RESULT_MAX_BYTES;
+): Promise<StoredResult> {
+  const json = result === undefined ? '' : JSON.stringify(result);
+  const stored: StoredResult =
+    result === undefined
+      ? 'none'
+      : Buffer.byteLength(json) <= INLINE_RESULT_MAX_BYTES
+        ? 'inline'
+        : 'key';
   const done: DoneEvent = {
     type: 'done',
     usage,
-    ...(result === undefined ? {} : inline ? { result } : { resultKey: keys.jobResult(jobId) }),
+    ...(stored === 'inline' ? { result } : {}),
+    ...(stored === 'key' ? { resultKey: keys.jobResult(jobId) } : {}),
   };
-  const stream = keys.jobStream(jobId);
-  const transaction = redis.multi();
-  if (!inline) {
-    transaction.set(keys.jobResult(jobId), json, 'EX', FINISHED_STREAM_TTL_SECONDS);
-  }
-  transaction.xadd(stream, '*', ...encodeStreamEvent(done));
-  transaction.expire(stream, FINISHED_STREAM_TTL_SECONDS);
-  const results = await transaction.exec();
-  const failure = results?.find(([error]) => error !== null)?.[0];
-  if (failure) throw failure;
+  await appendEnd(redis, keys, jobId, done, stored === 'key' ? json : '');
+  return stored;
 }
 
-export type DoneEvent = Extract<StreamEvent, { type: 'done' }>;
+/** Ends a job's stream with a failure (only when BullMQ will not retry the job). */
+export async function appendFailed(
+  redis: Redis,
+  keys: RedisKeys,
+  jobId: string,
+  message: string,
+): Promise<void> {
+  await appendEnd(redis, keys, jobId, { type: 'failed', message }, '');
+}
+
+async function appendEnd(
+  redis: Redis,
+  keys: RedisKeys,
+  jobId: string,
+  event: DoneEvent | FailedEvent,
+  resultJson: string,
+): Promise<void> {
+  const [field, value] = encodeStreamEvent(event);
+  if (field === undefined || value === undefined) throw new Error('unreachable: empty entry');
+  await withJobStreamCommands(redis).appendStreamEndOnce(
+    keys.jobStream(jobId),
+    keys.jobEnd(jobId),
+    keys.jobResult(jobId),
+    field,
+    value,
+    FINISHED_STREAM_TTL_SECONDS,
+    resultJson,
+  );
+}
 
 /** A `done` entry's result, read from its key when it was too large to travel inline. */
 export async function doneResult(
@@ -208,19 +274,19 @@ export async function readStreamEnd(
   redis: Redis,
   keys: RedisKeys,
   jobId: string,
-): Promise<
-  { id: string; event: DoneEvent | Extract<StreamEvent, { type: 'failed' }> } | undefined
-> {
-  const entries: [id: string, fields: string[]][] = await redis.xrevrange(
+): Promise<{ id: string; event: DoneEvent | FailedEvent } | undefined> {
+  const id = await redis.get(keys.jobEnd(jobId));
+  if (id === null) return undefined;
+  const entries: [id: string, fields: string[]][] = await redis.xrange(
     keys.jobStream(jobId),
-    '+',
-    '-',
-    'COUNT',
-    1,
+    id,
+    id,
   );
-  const last = entries[0];
-  if (last === undefined) return undefined;
-  const [id, fields] = last;
+  const fields = entries[0]?.[1];
+  if (fields === undefined) return undefined;
   const event = decodeStreamEvent(fields);
-  return event.type === 'done' || event.type === 'failed' ? { id, event } : undefined;
+  if (event.type !== 'done' && event.type !== 'failed') {
+    throw new Error(`the end of job ${jobId}'s stream is a '${event.type}' entry`);
+  }
+  return { id, event };
 }

@@ -12,8 +12,8 @@ export interface LuaCommand {
   numberOfKeys?: number;
 }
 
-/** Names of the commands already defined on each client. */
-const definedCommands = new WeakMap<Redis, Set<string>>();
+/** The commands already defined on each client: name -> script body. */
+const definedCommands = new WeakMap<Redis, Map<string, string>>();
 
 /**
  * `redis` with `commands` defined on it, each once per client however often this is called
@@ -27,13 +27,16 @@ export function withLuaCommands<Commands>(
 ): Redis & Commands {
   let defined = definedCommands.get(redis);
   if (defined === undefined) {
-    defined = new Set();
+    defined = new Map();
     definedCommands.set(redis, defined);
   }
   for (const [name, command] of Object.entries<LuaCommand>(commands)) {
-    if (defined.has(name)) continue;
+    const body = defined.get(name);
+    if (body === command.lua) continue;
+    // Two scripts under one name would silently run whichever was defined first.
+    if (body !== undefined) throw new Error(`Lua command '${name}' is defined twice, differently`);
     redis.defineCommand(name, command);
-    defined.add(name);
+    defined.set(name, command.lua);
   }
   return redis as Redis & Commands;
 }

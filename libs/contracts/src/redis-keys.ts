@@ -19,6 +19,11 @@ export interface RedisKeys {
   cancelFlag(jobId: string): string;
   /** A finished job's result when too large for its stream's `done` entry (JSON). */
   jobResult(jobId: string): string;
+  /**
+   * The stream entry id of a job's end (`done` or `failed`), set with the entry: a stream ends
+   * once, however often its job is retried, and readers find its end without scanning it.
+   */
+  jobEnd(jobId: string): string;
   /** Binary recurrent state of one choice of a running job (see DESIGN.md decision 5). */
   checkpoint(jobId: string, choice: number): string;
   /** Binary recurrent state saved for later requests (`/v1/states`). */
@@ -66,6 +71,7 @@ export function redisKeys(prefix: string): RedisKeys {
     worker: (workerId) => `${prefix}:worker:${workerId}`,
     jobStream: (jobId) => `${prefix}:stream:${jobId}`,
     jobResult: (jobId) => `${prefix}:result:${jobId}`,
+    jobEnd: (jobId) => `${prefix}:end:${jobId}`,
     cancelChannel: `${prefix}:cancel`,
     cancelFlag: (jobId) => `${prefix}:cancel:${jobId}`,
     checkpoint: (jobId, choice) => `${prefix}:ckpt:${jobId}:${choice}`,

@@ -240,7 +240,7 @@ export class Scheduler {
     let result: ChunkResultWithState;
     try {
       result = await this.runWithState({
-        inputIds: decoders.map((sequence) => sequence.generate?.pending ?? 0),
+        inputIds: decoders.map(pendingToken),
         batch,
         chunk: 1,
         startPos: decoders.map((sequence) => sequence.position),
@@ -261,7 +261,7 @@ export class Scheduler {
       sequence.lastServedTick = this.tickCount;
       sequence.position += 1;
       sequence.absorbed += 1;
-      sequence.tokens.push(sequence.generate?.pending ?? 0);
+      sequence.tokens.push(pendingToken(sequence));
       this.sampleAndEmit(
         sequence,
         result.logits.subarray(row * vocab, (row + 1) * vocab),
@@ -334,6 +334,14 @@ export class Scheduler {
 
 /** A chunk's result whose state is known to be there, with the size of the batch's states. */
 type ChunkResultWithState = ChunkResult & { readonly state: Float32Array };
+
+/** The token a decoding sequence feeds next: the one sampled at its last step. */
+function pendingToken(sequence: Sequence): number {
+  if (sequence.generate === undefined) {
+    throw new Error(`sequence ${sequence.request.id} decodes without a generation state`);
+  }
+  return sequence.generate.pending;
+}
 
 /** Exponential moving average; the first sample initialises it. */
 function average(current: number, sample: number): number {

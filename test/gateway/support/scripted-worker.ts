@@ -7,11 +7,11 @@ import {
   redisKeys,
   type GenerateResult,
   type RedisKeys,
-  type StreamEvent,
 } from '#contracts';
 import {
   appendDone,
   appendStreamEvents,
+  type ProgressStreamEvent,
   chargeTenantTokens,
   connectRedisOrFail,
   createLogger,
@@ -90,7 +90,7 @@ async function run(
   workerId: string,
 ) {
   const jobId = job.id ?? '';
-  const emit = (events: StreamEvent[]) => appendStreamEvents(redis, keys, jobId, events);
+  const emit = (events: ProgressStreamEvent[]) => appendStreamEvents(redis, keys, jobId, events);
   const progress = (promptTokensTotal: number, completionTokens: number) =>
     job.updateProgress({
       phase: 'decode',

@@ -70,7 +70,7 @@ export async function digest(
   await sink.complete(
     jobId,
     1,
-    { owner: payload.owner, tokens: outcome.promptTokens },
+    payload.owner,
     { promptTokens: outcome.promptTokens, completionTokens: 0, cachedTokens: outcome.cachedTokens },
     result,
   );

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { GenerateResult, ModelJob } from '#contracts';
 import { readStreamedChoices, type PrefixClaimant } from '#cluster';
-import { checkpointPolicy, type JobContext } from '../job-context.js';
+import { checkpointPolicy, runTogether, type JobContext } from '../job-context.js';
 import { toSamplingParams } from '../sampling.js';
 
 type GenerateJob = Extract<ModelJob, { name: 'generate' }>;
@@ -23,7 +23,8 @@ export async function generate(
       ? undefined
       : await starter.loadOwnedState(payload.stateId, payload.owner, payload.model);
   const sampling = toSamplingParams(payload.sampling, jobId);
-  const outcomes = await Promise.all(
+  const outcomes = await runTogether(
+    context,
     Array.from({ length: payload.n }, async (_unused, choice) => {
       const already = streamed.get(choice);
       if (already?.end !== undefined) return undefined;
@@ -79,11 +80,6 @@ export async function generate(
     payload.sampling.logprobs !== undefined,
   );
   const { usage } = result;
-  await sink.complete(
-    jobId,
-    payload.n,
-    { owner: payload.owner, tokens: usage.promptTokens + usage.completionTokens },
-    usage,
-  );
+  await sink.complete(jobId, payload.n, payload.owner, usage);
   return result;
 }

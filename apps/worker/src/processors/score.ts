@@ -1,7 +1,7 @@
 import { UnrecoverableError } from 'bullmq';
 import type { ModelJob, ScoreResult } from '#contracts';
 import { summarizeScore } from '#engine';
-import { checkpointPolicy, isFinished, type JobContext } from '../job-context.js';
+import { checkpointPolicy, dashboardValue, isFinished, type JobContext } from '../job-context.js';
 
 type ScoreJob = Extract<ModelJob, { name: 'score' }>;
 
@@ -44,12 +44,12 @@ export async function score(
     ...summary,
     ...(payload.tokenLogprobs ? { tokenLogprobs: Array.from(outcome.logprobs ?? []) } : {}),
   };
-  await sink.complete(
+  const stored = await sink.complete(
     jobId,
     1,
-    { owner: payload.owner, tokens: summary.tokens },
+    payload.owner,
     { promptTokens: summary.tokens, completionTokens: 0, cachedTokens: 0 },
     result,
   );
-  return result;
+  return dashboardValue(result, stored);
 }
