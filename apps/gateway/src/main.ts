@@ -25,7 +25,7 @@ bootOrExit(async () => {
   const logger = createLogger('gateway', env.LOG_LEVEL);
   // Checked before anything connects, so a bad key setup fails the boot with its own message.
   const apiKeys = ApiKeys.fromEnv(env);
-  const probeRedis = createRedis(env.REDIS_URL, 'probe', 'dijiang:gateway:probe', logger);
+  const probeRedis = createRedis(env.REDIS_URL, 'commands', 'dijiang:gateway:commands', logger);
   await connectRedisOrFail(probeRedis, env.REDIS_URL);
   const services = await createServices(env, logger, apiKeys, probeRedis);
   if (services.apiKeys.disabled) {

@@ -54,7 +54,7 @@ export async function createServices(
     readerCount += 1;
     const reader = createRedis(
       env.REDIS_URL,
-      'probe',
+      'commands',
       `dijiang:gateway:reader-${readerCount}`,
       logger,
     );
