@@ -126,7 +126,7 @@ export async function createServices(
     batches,
     async close() {
       await batches.close();
-      await jobs.close();
+      await jobs.onApplicationShutdown();
       readers.close();
       await queueRedis.quit();
     },

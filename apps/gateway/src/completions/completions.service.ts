@@ -110,8 +110,8 @@ export class CompletionsService {
       type: JobName.Generate,
       model: request.model,
       created: nowSeconds(),
-      includeUsage: request.includeUsage ? '1' : '0',
-      logprobs: request.logprobs ? '1' : '0',
+      includeUsage: request.includeUsage,
+      logprobs: request.logprobs,
       choices: request.n,
       maxOutputTokens: request.maxTokens * request.n,
     };
@@ -196,9 +196,9 @@ export class CompletionsService {
     const writer = new ChunkWriter(
       kind,
       { id: jobId, model: record.model, created: record.created },
-      record.includeUsage === '1',
+      record.includeUsage,
     );
-    const withLogprobs = record.logprobs === '1';
+    const withLogprobs = record.logprobs;
     const seen = new Set<string>();
     /** Characters of each choice's text sent so far (legacy logprobs' text_offset). */
     const offsets = new Map<number, number>();
@@ -266,7 +266,7 @@ export class CompletionsService {
               sse.send(jobFailed(`choice ${unended} has no end entry`).body, { id });
             } else {
               if (timing !== undefined) this.account(record, event.usage, timing);
-              if (record.includeUsage === '1') sse.send(writer.usageChunk(event.usage), { id });
+              if (record.includeUsage) sse.send(writer.usageChunk(event.usage), { id });
               sse.send('[DONE]', { id });
             }
             complete = true;

@@ -157,7 +157,7 @@ export class JobsService {
             ...record,
             choices: n ?? 1,
             maxOutputTokens: sampling.max_tokens * (n ?? 1),
-            logprobs: sampling.logprobs === undefined ? '0' : '1',
+            logprobs: sampling.logprobs !== undefined,
           },
         });
         break;
