@@ -149,6 +149,19 @@ export class JobQueues implements OnApplicationShutdown {
     }
   }
 
+  /**
+   * Counts a client that reads the job's stream in (+1) or out (-1); returns how many read it
+   * now, on every gateway.
+   */
+  async countReader(jobId: string, change: 1 | -1): Promise<number> {
+    return this.redis.hincrby(this.gateway.gatewayJob(jobId), 'readers', change);
+  }
+
+  /** How many clients read the job's stream now, on every gateway. */
+  async readerCount(jobId: string): Promise<number> {
+    return Number((await this.redis.hget(this.gateway.gatewayJob(jobId), 'readers')) ?? 0);
+  }
+
   /** Closes the queues once the HTTP server has drained (their connection closes after). */
   async onApplicationShutdown(): Promise<void> {
     await Promise.all([...this.queues.values()].map((queue) => queue.close()));

@@ -1,17 +1,16 @@
-import { Controller, Get, Inject, Res } from '@nestjs/common';
+import { Controller, Get, Res } from '@nestjs/common';
 import type { NextFunction, Request, Response } from 'express';
-import { METRICS } from '../tokens.js';
-import type { GatewayMetrics } from './gateway-metrics.js';
+import { MetricsExposition, type GatewayMetrics } from './gateway-metrics.js';
 
 @Controller('metrics')
 export class MetricsController {
-  constructor(@Inject(METRICS) private readonly metrics: GatewayMetrics) {}
+  constructor(private readonly exposition: MetricsExposition) {}
 
   /** Prometheus text format; like the health routes, open without a key. */
   @Get()
   async scrape(@Res() response: Response): Promise<void> {
-    response.setHeader('Content-Type', this.metrics.registry.contentType);
-    response.send(await this.metrics.registry.metrics());
+    response.setHeader('Content-Type', this.exposition.contentType);
+    response.send(await this.exposition.scrape());
   }
 }
 
