@@ -6,9 +6,18 @@ import { ControllerPath, RouteDocs, type ApiDocOptions, type RouteDoc } from './
 
 type JsonSchema = Record<string, unknown>;
 
-/** OpenAPI 3.0 JSON Schema of a zod schema: what a client sends (`input`) or receives. */
+/**
+ * The JSON Schema (2020-12, the dialect of OpenAPI 3.1) of a zod schema: what a client sends
+ * (`input`) or receives (`output`). Embedded in the document, so without its own `$schema`.
+ */
 function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): JsonSchema {
-  return z.toJSONSchema(schema, { io, unrepresentable: 'any', target: 'openapi-3.0' });
+  const embedded: JsonSchema = z.toJSONSchema(schema, {
+    io,
+    unrepresentable: 'any',
+    target: 'draft-2020-12',
+  });
+  delete embedded.$schema;
+  return embedded;
 }
 
 const joinPath = (...parts: string[]): string =>
@@ -109,7 +118,7 @@ export function buildOpenApi(controllers: readonly Type[], reflector: Reflector,
     }
   }
   return {
-    openapi: '3.0.3',
+    openapi: '3.1.0',
     info: {
       title: 'DiJiang cluster gateway',
       version,
