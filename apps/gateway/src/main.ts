@@ -16,7 +16,7 @@ import { requestLogging } from './common/request-logging.js';
 import { OpenApiDocument } from './docs/openapi.js';
 import { JobQueues } from './jobs/job-queues.js';
 import { GatewayMetrics } from './metrics/gateway-metrics.js';
-import { httpMetrics } from './metrics/metrics.controller.js';
+import { httpMetrics } from './metrics/http-metrics.js';
 
 bootOrExit(async () => {
   const env = loadConfig(gatewayEnvSchema);

@@ -80,6 +80,8 @@ export const completionBodySchema = z.object({
   usage: usageBodySchema,
 });
 
+export type CompletionBody = z.output<typeof completionBodySchema>;
+
 export const chatCompletionBodySchema = z.object({
   id: z.string(),
   object: z.literal('chat.completion'),
@@ -100,12 +102,15 @@ export const chatCompletionBodySchema = z.object({
   usage: usageBodySchema,
 });
 
+export type ChatCompletionBody = z.output<typeof chatCompletionBodySchema>;
+
 export const modelBodySchema = z.object({
   id: z.string(),
   object: z.literal('model'),
   created: unixSeconds,
   owned_by: z.string(),
 });
+export type ModelBody = z.output<typeof modelBodySchema>;
 export const modelListBodySchema = z.object({
   object: z.literal('list'),
   data: z.array(modelBodySchema),
@@ -225,6 +230,7 @@ export const stateBodySchema = z.object({
   created_at: unixSeconds,
   expires_at: unixSeconds,
 });
+export type StateBody = z.output<typeof stateBodySchema>;
 
 export const documentBodySchema = z.object({
   id: z.string(),
@@ -233,3 +239,4 @@ export const documentBodySchema = z.object({
   created_at: unixSeconds,
   filename: z.string(),
 });
+export type DocumentBody = z.output<typeof documentBodySchema>;

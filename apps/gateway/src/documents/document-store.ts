@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { GatewayKeys, RedisKeys } from '#contracts';
 import { invalidRequest, notFound } from '../common/api-error.js';
 import { streamIntoRedis } from '../files/file-store.js';
+import type { DocumentBody } from '../docs/response-schemas.js';
 import { newId } from '../jobs/job-queues.js';
 
 const documentMetaSchema = z.object({
@@ -14,9 +15,9 @@ const documentMetaSchema = z.object({
 export type DocumentMeta = z.infer<typeof documentMetaSchema>;
 
 /** A document as `/v1/documents` shows it. */
-export const documentObject = (id: string, meta: DocumentMeta) => ({
+export const documentObject = (id: string, meta: DocumentMeta): DocumentBody => ({
   id,
-  object: 'document' as const,
+  object: 'document',
   bytes: meta.bytes,
   created_at: meta.created_at,
   filename: meta.filename,

@@ -1,6 +1,6 @@
 import { Controller, Get, Res } from '@nestjs/common';
-import type { NextFunction, Request, Response } from 'express';
-import { MetricsExposition, type GatewayMetrics } from './gateway-metrics.js';
+import type { Response } from 'express';
+import { MetricsExposition } from './gateway-metrics.js';
 
 @Controller('metrics')
 export class MetricsController {
@@ -12,23 +12,4 @@ export class MetricsController {
     response.setHeader('Content-Type', this.exposition.contentType);
     response.send(await this.exposition.scrape());
   }
-}
-
-/** Observes every request's latency by matched route (not raw path: ids would explode labels). */
-export function httpMetrics(metrics: GatewayMetrics) {
-  return (request: Request, response: Response, next: NextFunction): void => {
-    const started = performance.now();
-    response.on('close', () => {
-      const route = (request.route as { path?: string } | undefined)?.path;
-      metrics.httpDuration.observe(
-        {
-          method: request.method,
-          route: route === undefined ? 'unmatched' : `${request.baseUrl}${route}`,
-          status: String(response.statusCode),
-        },
-        (performance.now() - started) / 1000,
-      );
-    });
-    next();
-  };
 }

@@ -1,12 +1,12 @@
 import { Param } from '@nestjs/common';
 import { modelNotFound } from '../common/api-error.js';
 import { ApiController, ApiRoute } from '../docs/api-doc.js';
-import { modelBodySchema, modelListBodySchema } from '../docs/response-schemas.js';
+import { modelBodySchema, modelListBodySchema, type ModelBody } from '../docs/response-schemas.js';
 import { ModelsService, type ServedModel } from './models.service.js';
 
-const modelObject = (model: ServedModel) => ({
+const modelObject = (model: ServedModel): ModelBody => ({
   id: model.id,
-  object: 'model' as const,
+  object: 'model',
   created: model.created,
   owned_by: 'dijiang',
 });
