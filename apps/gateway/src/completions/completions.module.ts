@@ -1,5 +1,4 @@
 import { Module } from '@nestjs/common';
-import type { Logger } from '#cluster';
 import { provideFactory } from '../core/providers.js';
 import { LOGGER } from '../core/tokens.js';
 import { JobQueues } from '../jobs/job-queues.js';
@@ -20,7 +19,7 @@ import { CompletionsService } from './completions.service.js';
     provideFactory(
       CompletionsService,
       [JobQueues, ModelsService, ChatPrompts, StateStore, JobStreams, GatewayMetrics, LOGGER],
-      (jobs, models, chatPrompts, states, streams, metrics, logger: Logger) =>
+      (jobs, models, chatPrompts, states, streams, metrics, logger) =>
         new CompletionsService({ jobs, models, chatPrompts, states, streams, metrics, logger }),
     ),
   ],
