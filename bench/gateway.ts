@@ -122,7 +122,7 @@ async function main(): Promise<void> {
   // A worker record that advertises a model but consumes nothing: submitted jobs stay queued.
   const registryRedis = createRedis(
     redis.url,
-    'probe',
+    'commands',
     'bench-idle',
     createLogger('bench', 'silent'),
   );

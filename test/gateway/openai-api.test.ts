@@ -1,3 +1,4 @@
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import OpenAI, { toFile } from 'openai';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { uniquePrefix, type TestGateway } from '#testing';
@@ -312,6 +313,79 @@ describe('OpenAI-compatible API', () => {
 
     const page = await openai.batches.list({ limit: 10 });
     expect(page.data.map((entry) => entry.id)).toContain(created.id);
+  });
+
+  it('answers bodies that validate against the response schemas /docs publishes', async () => {
+    interface Operation {
+      responses: Record<string, { content?: Record<string, { schema?: object }> }>;
+    }
+    const spec = (await (await fetch(`${gateway.url}/docs/openapi.json`)).json()) as {
+      paths: Record<string, Record<string, Operation>>;
+      components: { schemas: { Error: object } };
+    };
+    // OpenAPI 3.1 schemas are JSON Schema 2020-12.
+    const ajv = new Ajv2020({ allErrors: true });
+    const documented = (path: string, method: string) => {
+      const schema =
+        spec.paths[path]?.[method]?.responses['200']?.content?.['application/json']?.schema;
+      if (schema === undefined) throw new Error(`${method} ${path} documents no JSON body`);
+      const validate = ajv.compile(schema);
+      return (body: unknown): string => {
+        validate(body);
+        return ajv.errorsText(validate.errors);
+      };
+    };
+    const valid = 'No errors';
+    const alice = client(gateway.url, Keys.alice);
+
+    const models = await alice.get('/v1/models');
+    expect(documented('/v1/models', 'get')(models.body)).toBe(valid);
+
+    const completion = await alice.post('/v1/completions', {
+      model,
+      prompt: 'Hello',
+      max_tokens: 3,
+      logprobs: 2,
+    });
+    const completionBody = documented('/v1/completions', 'post');
+    expect(completionBody(completion.body)).toBe(valid);
+    // The check can fail: a body without usage, or with a field the schema does not know, fails.
+    const withoutUsage: Record<string, unknown> = { ...(completion.body as object) };
+    delete withoutUsage.usage;
+    expect(completionBody(withoutUsage)).toMatch(/usage/);
+    expect(completionBody({ ...(completion.body as object), surprise: 1 })).not.toBe(valid);
+
+    const chat = await alice.post('/v1/chat/completions', {
+      model,
+      messages: [{ role: 'user', content: 'Hi' }],
+      max_tokens: 3,
+      logprobs: true,
+      top_logprobs: 1,
+    });
+    expect(documented('/v1/chat/completions', 'post')(chat.body)).toBe(valid);
+
+    const job = await alice.post<{ id: string }>('/v1/jobs', {
+      type: 'generate',
+      model,
+      prompt: 'Hello',
+      max_tokens: 3,
+    });
+    expect(documented('/v1/jobs', 'post')(job.body)).toBe(valid);
+    await waitFor(
+      async () =>
+        (await alice.get<{ status: string }>(`/v1/jobs/${job.body.id}`)).body.status ===
+        'completed',
+      { timeoutMs: 10_000, message: 'the job to complete' },
+    );
+    const finished = await alice.get(`/v1/jobs/${job.body.id}`);
+    expect(documented('/v1/jobs/{id}', 'get')(finished.body)).toBe(valid);
+
+    expect(documented('/v1/files', 'get')((await alice.get('/v1/files')).body)).toBe(valid);
+
+    const missing = await alice.get('/v1/files/file-none');
+    expect(missing.status).toBe(404);
+    const validateError = ajv.compile(spec.components.schemas.Error);
+    expect(validateError(missing.body)).toBe(true);
   });
 
   it('publishes OpenAPI docs generated from the routes and Prometheus metrics', async () => {

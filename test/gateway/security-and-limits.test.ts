@@ -18,7 +18,7 @@ async function idleWorker(
 ): Promise<WorkerRegistry> {
   const redis = createRedis(
     redisUrl,
-    'probe',
+    'commands',
     `idle-${model}`,
     createLogger('idle-worker', 'silent'),
   );

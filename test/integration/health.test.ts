@@ -9,6 +9,8 @@ interface Readiness {
   workers: { live: number; list: { id: string; pid: number }[] };
 }
 
+const API_KEY = 'sk-health-0123456789';
+
 /** Fault tests kill Redis, so this file runs its own private redis-server. */
 describe('gateway health against a real Redis that goes away and comes back', () => {
   let redis: TestRedis;
@@ -23,7 +25,7 @@ describe('gateway health against a real Redis that goes away and comes back', ()
 
   beforeAll(async () => {
     redis = await TestRedis.start();
-    gateway = await startGateway(redis.url, { QUEUE_PREFIX: prefix });
+    gateway = await startGateway(redis.url, { QUEUE_PREFIX: prefix, API_KEYS: API_KEY });
     worker = await startWorker(redis.url, {
       QUEUE_PREFIX: prefix,
       WORKER_ID: 'w-health',
@@ -71,6 +73,20 @@ describe('gateway health against a real Redis that goes away and comes back', ()
     expect(down.body.status).toBe('unavailable');
     expect(down.body.redis.status).toBe('down');
     expect((await fetch(`${gateway.url}/health/live`)).status).toBe(200);
+    // An API request meanwhile is a 503 the client may retry, in OpenAI's error shape.
+    const refused = await fetch(`${gateway.url}/v1/models`, {
+      headers: { Authorization: `Bearer ${API_KEY}` },
+    });
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('retry-after')).toBe('5');
+    expect(await refused.json()).toEqual({
+      error: {
+        message: 'The queue store (Redis) is unreachable; retry shortly.',
+        type: 'service_unavailable',
+        param: null,
+        code: 'redis_unavailable',
+      },
+    });
 
     await redis.restart();
     // Neither the gateway nor the worker is restarted: both reconnect, and the worker's next

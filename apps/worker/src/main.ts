@@ -38,7 +38,7 @@ bootOrExit(async () => {
     );
   }
   const keys = redisKeys(env.QUEUE_PREFIX);
-  const probe = createRedis(env.REDIS_URL, 'probe', `dijiang:worker:${env.WORKER_ID}`, logger);
+  const probe = createRedis(env.REDIS_URL, 'commands', `dijiang:worker:${env.WORKER_ID}`, logger);
   await connectRedisOrFail(probe, env.REDIS_URL);
   const redis = createRedis(env.REDIS_URL, 'queue', `dijiang:worker:${env.WORKER_ID}:data`, logger);
   const subscriber = createRedis(

@@ -5,11 +5,14 @@ import type { Logger } from './logger.js';
  * The one place Redis clients are created (ioredis, the client BullMQ uses).
  *
  * `purpose` decides how a client behaves while Redis is down:
- * - `queue`: commands wait for the reconnection (BullMQ requires `maxRetriesPerRequest: null`);
- * - `probe`: commands fail at once, so health checks and heartbeats report the outage instead of
- *   hanging.
+ * - `queue`: a client for BullMQ (queues, workers, flows) and for work that must survive a short
+ *   outage: its commands wait in an offline queue for the reconnection and are retried without
+ *   limit (BullMQ requires `maxRetriesPerRequest: null`);
+ * - `commands`: an app's main command client (request-path reads and writes, health checks,
+ *   heartbeats, blocking stream reads): no offline queue and no retries, so while Redis is down
+ *   its commands fail at once and callers report the outage (503, not ready) instead of hanging.
  */
-export type RedisPurpose = 'queue' | 'probe';
+export type RedisPurpose = 'queue' | 'commands';
 
 /** Reconnect quickly but not in a tight loop: 50 ms, 100 ms, … capped at 1 s. */
 const reconnectDelayMs = (attempt: number): number => Math.min(attempt * 50, 1000);

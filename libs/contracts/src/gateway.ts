@@ -71,6 +71,23 @@ export const batchJobDataSchema = z.strictObject({ batchId: z.string().min(1) })
 /** How a job's output is presented: OpenAI completion, chat completion, or the jobs API. */
 export const jobKindSchema = z.enum(['completion', 'chat', 'job']);
 
+/**
+ * A yes/no field of a stored record. Hash fields are strings, so it is stored as '1' or '0';
+ * code on either side of the store sees a boolean (`parse` decodes, `z.encode` encodes).
+ */
+export const storedFlagSchema = z.codec(z.enum(['0', '1']), z.boolean(), {
+  decode: (stored) => stored === '1',
+  encode: (flag) => (flag ? '1' : '0'),
+});
+
+/** Values of the {@link GatewayJobRecord} fields a gateway may leave out when it writes one. */
+export const gatewayJobRecordDefaults = {
+  includeUsage: false,
+  logprobs: false,
+  choices: 1,
+  maxOutputTokens: 0,
+} as const;
+
 export const gatewayJobRecordSchema = z.object({
   owner: z.string().min(1),
   kind: jobKindSchema,
@@ -79,20 +96,23 @@ export const gatewayJobRecordSchema = z.object({
   model: z.string(),
   /** Unix seconds. */
   created: z.coerce.number().int(),
-  /** `stream_options.include_usage` of a streamed completion: '1' or '0'. */
-  includeUsage: z.enum(['0', '1']).default('0'),
-  /** Whether streamed chunks carry each token's logprobs: '1' or '0'. */
-  logprobs: z.enum(['0', '1']).default('0'),
+  /** `stream_options.include_usage` of a streamed completion. */
+  includeUsage: storedFlagSchema.default(gatewayJobRecordDefaults.includeUsage),
+  /** Whether streamed chunks carry each token's logprobs. */
+  logprobs: storedFlagSchema.default(gatewayJobRecordDefaults.logprobs),
   /** Number of choices (OpenAI `n`). */
-  choices: z.coerce.number().int().min(1).default(1),
+  choices: z.coerce.number().int().min(1).default(gatewayJobRecordDefaults.choices),
   /** Output tokens the job may produce in total (max_tokens × n), for the ETA. */
-  maxOutputTokens: z.coerce.number().int().min(0).default(0),
+  maxOutputTokens: z.coerce.number().int().min(0).default(gatewayJobRecordDefaults.maxOutputTokens),
   /** Unix seconds at which a cancellation was requested. */
   cancelledAt: z.coerce.number().int().optional(),
 });
+/** A gateway job record as read (decoded: flags are booleans, defaults applied). */
 export type GatewayJobRecord = z.infer<typeof gatewayJobRecordSchema>;
-/** What a gateway writes (defaults not yet applied). */
-export type GatewayJobRecordInput = z.input<typeof gatewayJobRecordSchema>;
+type DefaultedField = keyof typeof gatewayJobRecordDefaults;
+/** What a gateway writes: a record in the same terms, where defaulted fields may be left out. */
+export type GatewayJobRecordInput = Omit<GatewayJobRecord, DefaultedField> &
+  Partial<Pick<GatewayJobRecord, DefaultedField>>;
 
 export const filePurposeSchema = z.enum(['batch', 'batch_output', 'user_data']);
 

@@ -3,7 +3,6 @@ import type { NextFunction, Request, Response } from 'express';
 import { ErrorType } from '#contracts';
 import { ApiError } from '../common/api-error.js';
 import { sendApiError, toApiError } from '../common/exception-filter.js';
-import { spendsTokens, type RateLimiter } from '../limits/rate-limiter.js';
 import type { ApiKeys, Principal } from './api-keys.js';
 
 /** The key of a request: `Authorization: Bearer KEY`, or the password of Basic auth (browsers). */
@@ -33,11 +32,12 @@ const unauthorized = (message: string, admin: boolean) =>
   );
 
 /**
- * Resolves the request's principal (tenant, admin) from its API key and applies the tenant's
- * request budget. `/admin` additionally needs an admin key.
+ * Resolves the request's principal (tenant, admin) from its API key, before routing (an unknown
+ * `/v1` route answers 401 without a key, as OpenAI's does). `/admin` additionally needs an admin
+ * key. The tenant's budgets are applied by the routes' guard (`RateLimitGuard`).
  */
-export function authMiddleware(keys: ApiKeys, limiter: RateLimiter, area: 'api' | 'admin') {
-  const authenticate = async (request: Request, response: Response): Promise<void> => {
+export function authMiddleware(keys: ApiKeys, area: 'api' | 'admin') {
+  const authenticate = (request: Request, response: Response): void => {
     const admin = area === 'admin';
     let principal: Principal | undefined;
     if (keys.disabled) {
@@ -66,24 +66,26 @@ export function authMiddleware(keys: ApiKeys, limiter: RateLimiter, area: 'api' 
       );
     }
     response.locals.principal = principal;
-    if (!admin) await limiter.admit(principal.tenant, spendsTokens(request.method, request.path));
   };
   return (request: Request, response: Response, next: NextFunction): void => {
-    authenticate(request, response).then(
-      () => {
-        next();
-      },
-      (error: unknown) => {
-        sendApiError(response, toApiError(error));
-      },
-    );
+    try {
+      authenticate(request, response);
+    } catch (error) {
+      sendApiError(response, toApiError(error));
+      return;
+    }
+    next();
   };
+}
+
+/** The principal {@link authMiddleware} resolved, or undefined on a route that takes no key. */
+export function principalOf(response: Response): Principal | undefined {
+  return response.locals.principal as Principal | undefined;
 }
 
 /** The tenant of an authenticated request (set by {@link authMiddleware}). */
 export const Tenant = createParamDecorator((_data: unknown, context: ExecutionContext): string => {
-  const response = context.switchToHttp().getResponse<Response>();
-  const principal = response.locals.principal as Principal | undefined;
+  const principal = principalOf(context.switchToHttp().getResponse<Response>());
   if (principal === undefined) throw new Error('route is not behind the auth middleware');
   return principal.tenant;
 });

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
@@ -49,7 +50,7 @@ export interface BatchDependencies {
  * live in a {@link BatchStore}; the gateway queue's {@link BatchProcessor} validates, finalizes
  * and expires them.
  */
-export class BatchesService {
+export class BatchesService implements OnModuleInit, OnApplicationShutdown {
   /** The gateway queue, for metrics and the dashboard. */
   readonly queue: Queue;
   private readonly store: BatchStore;
@@ -62,11 +63,12 @@ export class BatchesService {
   }
 
   /** Starts processing the gateway queue (validation, finalization, expiry). */
-  start(): void {
+  onModuleInit(): void {
     this.processor.start();
   }
 
-  async close(): Promise<void> {
+  /** Stops the batch worker and closes its queue once the HTTP server has drained. */
+  async onApplicationShutdown(): Promise<void> {
     await this.processor.close();
   }
 

@@ -1,8 +1,17 @@
-import { type ArgumentsHost, Catch, type ExceptionFilter, HttpException } from '@nestjs/common';
+import {
+  type ArgumentsHost,
+  Catch,
+  type ExceptionFilter,
+  HttpException,
+  Inject,
+} from '@nestjs/common';
 import type { Response } from 'express';
 import { ErrorType } from '#contracts';
 import type { Logger } from '#cluster';
-import { ApiError } from './api-error.js';
+import { RedisConnections } from '../core/redis-connections.js';
+import { LOGGER } from '../core/tokens.js';
+import { ApiError, unavailable } from './api-error.js';
+import { isRedisOutage } from './redis-outage.js';
 
 /** Errors raised by Express's body parsers carry an HTTP status and a `type`. */
 interface HttpErrorLike {
@@ -19,22 +28,11 @@ function isHttpErrorLike(error: unknown): error is HttpErrorLike {
   );
 }
 
-/** ioredis raises these while Redis is unreachable (the gateway's clients fail fast). */
-function isRedisOutage(error: unknown): boolean {
-  if (!(error instanceof Error)) return false;
-  return (
-    error.name === 'MaxRetriesPerRequestError' ||
-    /Connection is closed|Stream isn't writeable|ECONNREFUSED|enableOfflineQueue/.test(
-      error.message,
-    )
-  );
-}
-
 /**
- * Every error leaves in OpenAI's shape — ours, Nest's own (unknown routes, bad methods), the body
- * parsers' (malformed JSON, oversize bodies) and unexpected ones (logged, answered 500).
+ * The errors that say what their answer is: ours, Nest's own (unknown routes, bad methods) and
+ * the body parsers' (malformed JSON, oversize bodies). Undefined for anything else.
  */
-export function toApiError(error: unknown): ApiError {
+function knownApiError(error: unknown): ApiError | undefined {
   if (error instanceof ApiError) return error;
   if (error instanceof HttpException) {
     const status = error.getStatus();
@@ -68,17 +66,15 @@ export function toApiError(error: unknown): ApiError {
       error.message,
     );
   }
-  if (isRedisOutage(error)) {
-    return new ApiError(
-      503,
-      ErrorType.ServiceUnavailable,
-      'The queue store (Redis) is unreachable; retry shortly.',
-      null,
-      'redis_unavailable',
-      { 'Retry-After': '5' },
-    );
-  }
-  return new ApiError(500, ErrorType.Server, 'The server had an error processing your request.');
+  return undefined;
+}
+
+const serverError = () =>
+  new ApiError(500, ErrorType.Server, 'The server had an error processing your request.');
+
+/** Every error in OpenAI's shape; an unexpected one is a 500 (for middleware outside Nest). */
+export function toApiError(error: unknown): ApiError {
+  return knownApiError(error) ?? serverError();
 }
 
 /** Answers `error` in OpenAI's shape (for middleware that runs outside Nest's filters). */
@@ -93,13 +89,24 @@ export function sendApiError(response: Response, error: ApiError): void {
   response.status(error.status).json(error.body);
 }
 
+/**
+ * Every error a route raises leaves in OpenAI's shape: a Redis outage is a 503 the client may
+ * retry (see {@link isRedisOutage}); anything unexpected is logged and answered 500.
+ */
 @Catch()
 export class OpenAiExceptionFilter implements ExceptionFilter {
-  constructor(private readonly logger: Logger) {}
+  constructor(
+    @Inject(LOGGER) private readonly logger: Logger,
+    private readonly connections: RedisConnections,
+  ) {}
 
   catch(exception: unknown, host: ArgumentsHost): void {
     const response = host.switchToHttp().getResponse<Response>();
-    const error = toApiError(exception);
+    const error =
+      knownApiError(exception) ??
+      (isRedisOutage(exception, this.connections.commandsConnected)
+        ? unavailable('The queue store (Redis) is unreachable; retry shortly.', 'redis_unavailable')
+        : serverError());
     if (error.status >= 500) {
       this.logger.error(
         { err: exception, requestId: response.locals.requestId as unknown },

@@ -1,24 +1,26 @@
-import { Body, Controller, Get, Headers, HttpCode, Inject, Param, Post, Res } from '@nestjs/common';
+import { Body, Headers, HttpCode, Param, Res } from '@nestjs/common';
 import type { Response } from 'express';
 import { Tenant } from '../auth/auth.middleware.js';
 import { lastEventId } from '../common/last-event-id.js';
-import { ApiDoc } from '../docs/api-doc.js';
-import { COMPLETIONS } from '../tokens.js';
-import type { CompletionsService } from './completions.service.js';
+import { ApiController, ApiRoute } from '../docs/api-doc.js';
+import { chatCompletionBodySchema, completionBodySchema } from '../docs/response-schemas.js';
+import { SpendsTokens } from '../limits/rate-limit.guard.js';
+import { CompletionsService } from './completions.service.js';
 import { chatRequestSchema, completionRequestSchema } from './openai-schemas.js';
 
-@Controller('v1')
+@ApiController('v1')
 export class CompletionsController {
-  constructor(@Inject(COMPLETIONS) private readonly completions: CompletionsService) {}
+  constructor(private readonly completions: CompletionsService) {}
 
-  @Post('completions')
-  @HttpCode(200)
-  @ApiDoc({
+  @ApiRoute('post', 'completions', {
     summary: 'Create a completion (OpenAI)',
     tag: 'OpenAI',
     body: completionRequestSchema,
+    response: completionBodySchema,
     streams: true,
   })
+  @HttpCode(200)
+  @SpendsTokens()
   async complete(
     @Body() body: unknown,
     @Tenant() tenant: string,
@@ -27,14 +29,15 @@ export class CompletionsController {
     await this.completions.create('completion', body, tenant, response);
   }
 
-  @Post('chat/completions')
-  @HttpCode(200)
-  @ApiDoc({
+  @ApiRoute('post', 'chat/completions', {
     summary: 'Create a chat completion (OpenAI)',
     tag: 'OpenAI',
     body: chatRequestSchema,
+    response: chatCompletionBodySchema,
     streams: true,
   })
+  @HttpCode(200)
+  @SpendsTokens()
   async chat(
     @Body() body: unknown,
     @Tenant() tenant: string,
@@ -43,8 +46,7 @@ export class CompletionsController {
     await this.completions.create('chat', body, tenant, response);
   }
 
-  @Get('completions/:id/stream')
-  @ApiDoc({
+  @ApiRoute('get', 'completions/:id/stream', {
     summary: 'Reconnect to a streamed completion after Last-Event-ID',
     tag: 'OpenAI',
     streams: true,
@@ -58,8 +60,7 @@ export class CompletionsController {
     await this.completions.resume('completion', id, tenant, lastEventId(header), response);
   }
 
-  @Get('chat/completions/:id/stream')
-  @ApiDoc({
+  @ApiRoute('get', 'chat/completions/:id/stream', {
     summary: 'Reconnect to a streamed chat completion after Last-Event-ID',
     tag: 'OpenAI',
     streams: true,

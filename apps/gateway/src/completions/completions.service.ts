@@ -1,13 +1,5 @@
 import type { Response } from 'express';
-import type { Redis } from 'ioredis';
-import {
-  JobName,
-  JobPriority,
-  type GatewayJobRecord,
-  type GatewayKeys,
-  type RedisKeys,
-  type Usage,
-} from '#contracts';
+import { JobName, JobPriority, type GatewayJobRecord, type Usage } from '#contracts';
 import { StreamedChoices, type DoneEvent, type Logger } from '#cluster';
 import { invalidRequest, jobFailed, notFound } from '../common/api-error.js';
 import { ServerSentEvents, clientGone } from '../common/sse.js';
@@ -16,12 +8,8 @@ import { newId } from '../jobs/job-queues.js';
 import type { GatewayMetrics } from '../metrics/gateway-metrics.js';
 import type { ModelsService } from '../models/models.service.js';
 import type { StateStore } from '../states/state-store.js';
+import type { JobStreams } from '../streams/job-streams.js';
 import type { ChatPrompts } from './chat-template.js';
-import {
-  followJobStream,
-  readStreamUntil,
-  type BlockingReaders,
-} from '../streams/job-stream-reader.js';
 import {
   ChunkWriter,
   chatResponse,
@@ -29,7 +17,6 @@ import {
   type ResponseMeta,
 } from './openai-format.js';
 import { mapRequest, type CompletionKind } from './request-mapping.js';
-import { resultFromStream } from '../streams/job-results.js';
 
 /**
  * A streamed completion whose client went away is cancelled unless a client reconnects (with
@@ -42,10 +29,7 @@ export interface CompletionDependencies {
   models: ModelsService;
   chatPrompts: ChatPrompts;
   states: StateStore;
-  readers: BlockingReaders;
-  redis: Redis;
-  keys: RedisKeys;
-  gateway: GatewayKeys;
+  streams: JobStreams;
   metrics: GatewayMetrics;
   logger: Logger;
 }
@@ -110,8 +94,8 @@ export class CompletionsService {
       type: JobName.Generate,
       model: request.model,
       created: nowSeconds(),
-      includeUsage: request.includeUsage ? '1' : '0',
-      logprobs: request.logprobs ? '1' : '0',
+      includeUsage: request.includeUsage,
+      logprobs: request.logprobs,
       choices: request.n,
       maxOutputTokens: request.maxTokens * request.n,
     };
@@ -150,8 +134,8 @@ export class CompletionsService {
     signal: AbortSignal,
     timing: TokenTiming,
   ): Promise<void> {
-    const { jobs, readers, keys, redis } = this.deps;
-    const follow = followJobStream(readers, keys, jobId, {
+    const { jobs, streams } = this.deps;
+    const follow = streams.follow(jobId, {
       after: '0',
       seen: new Set(),
       signal,
@@ -170,12 +154,7 @@ export class CompletionsService {
       await jobs.cancel(jobId, record);
       return;
     }
-    const result = await resultFromStream(JobName.Generate, record, done, {
-      redis,
-      keys,
-      jobId,
-      collected,
-    });
+    const result = await streams.result(JobName.Generate, record, done, jobId, collected);
     this.account(record, result.usage, timing);
     const meta: ResponseMeta = { id: jobId, model: record.model, created: record.created };
     response.json(
@@ -191,37 +170,37 @@ export class CompletionsService {
     signal: AbortSignal,
     timing: TokenTiming | undefined,
   ): Promise<void> {
-    const { jobs, readers, keys, redis, gateway } = this.deps;
+    const { jobs, streams, logger } = this.deps;
     const kind = record.kind === 'chat' ? 'chat' : 'completion';
     const writer = new ChunkWriter(
       kind,
       { id: jobId, model: record.model, created: record.created },
-      record.includeUsage === '1',
+      record.includeUsage,
     );
-    const withLogprobs = record.logprobs === '1';
+    const withLogprobs = record.logprobs;
     const seen = new Set<string>();
     /** Characters of each choice's text sent so far (legacy logprobs' text_offset). */
     const offsets = new Map<number, number>();
     const ended = new Set<number>();
     // The stream is complete once [DONE] (or an error) was sent; otherwise the client left early.
     let complete = false;
-    await redis.hincrby(gateway.gatewayJob(jobId), 'readers', 1);
+    await jobs.countReader(jobId, 1);
     const sse = new ServerSentEvents(response);
     try {
       if (after === '0') {
         if (kind === 'chat') {
           for (let choice = 0; choice < record.choices; choice += 1)
-            sse.send(writer.roleChunk(choice));
+            await sse.send(writer.roleChunk(choice));
         }
       } else {
-        for (const { event } of await readStreamUntil(redis, keys, jobId, after, seen)) {
+        for (const { event } of await streams.readUntil(jobId, after, seen)) {
           if (event.type === 'token') {
             offsets.set(event.choice, (offsets.get(event.choice) ?? 0) + event.text.length);
           }
           if (event.type === 'choice-end') ended.add(event.choice);
         }
       }
-      const follow = followJobStream(readers, keys, jobId, {
+      const follow = streams.follow(jobId, {
         after,
         seen,
         signal,
@@ -236,13 +215,13 @@ export class CompletionsService {
             const logprob = withLogprobs
               ? { text: event.text, logprob: event.logprob, top: event.top ?? [] }
               : undefined;
-            sse.send(writer.textChunk(event.choice, event.text, logprob, offset), { id });
+            await sse.send(writer.textChunk(event.choice, event.text, logprob, offset), { id });
             offsets.set(event.choice, offset + event.text.length);
             break;
           }
           case 'choice-end':
             ended.add(event.choice);
-            sse.send(
+            await sse.send(
               writer.textChunk(
                 event.choice,
                 event.text,
@@ -256,18 +235,18 @@ export class CompletionsService {
           case 'progress':
             break;
           case 'failed':
-            sse.send(jobFailed(event.message).body, { id });
+            await sse.send(jobFailed(event.message).body, { id });
             complete = true;
             break;
           case 'done': {
             const unended = firstUnended(ended, record.choices);
             if (unended !== undefined) {
               // An incomplete stream is an error, never a choice that silently "stopped".
-              sse.send(jobFailed(`choice ${unended} has no end entry`).body, { id });
+              await sse.send(jobFailed(`choice ${unended} has no end entry`).body, { id });
             } else {
               if (timing !== undefined) this.account(record, event.usage, timing);
-              if (record.includeUsage === '1') sse.send(writer.usageChunk(event.usage), { id });
-              sse.send('[DONE]', { id });
+              if (record.includeUsage) await sse.send(writer.usageChunk(event.usage), { id });
+              await sse.send('[DONE]', { id });
             }
             complete = true;
             break;
@@ -277,12 +256,10 @@ export class CompletionsService {
     } finally {
       sse.end();
       // Bookkeeping that fails (Redis unreachable) must not replace why the stream ended.
-      const readersLeft = await redis
-        .hincrby(gateway.gatewayJob(jobId), 'readers', -1)
-        .catch((error: unknown) => {
-          this.deps.logger.warn({ err: error, jobId }, 'could not count a stream reader out');
-          return undefined;
-        });
+      const readersLeft = await jobs.countReader(jobId, -1).catch((error: unknown) => {
+        logger.warn({ err: error, jobId }, 'could not count a stream reader out');
+        return undefined;
+      });
       if (!complete && readersLeft !== undefined && readersLeft <= 0) {
         this.cancelUnlessReconnected(jobId, record);
       }
@@ -291,11 +268,10 @@ export class CompletionsService {
 
   /** Client disconnect cancels the job, unless a client reconnects within the grace time. */
   private cancelUnlessReconnected(jobId: string, record: GatewayJobRecord): void {
-    const { redis, gateway, jobs, logger } = this.deps;
+    const { jobs, logger } = this.deps;
     setTimeout(() => {
       void (async () => {
-        const readers = Number((await redis.hget(gateway.gatewayJob(jobId), 'readers')) ?? 0);
-        if (readers > 0) return;
+        if ((await jobs.readerCount(jobId)) > 0) return;
         const job = await jobs.job(record.model, jobId);
         if (job?.finishedOn !== undefined) return;
         await jobs.cancel(jobId, record);

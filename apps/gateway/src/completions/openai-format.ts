@@ -1,4 +1,5 @@
 import type { FinishReason, GenerateResult, Usage } from '#contracts';
+import type { ChatCompletionBody, CompletionBody } from '../docs/response-schemas.js';
 
 /**
  * Responses and stream chunks in OpenAI's shapes (`text_completion`, `chat.completion`,
@@ -78,7 +79,7 @@ export interface ResponseMeta {
   created: number;
 }
 
-export function completionResponse(meta: ResponseMeta, result: GenerateResult) {
+export function completionResponse(meta: ResponseMeta, result: GenerateResult): CompletionBody {
   return {
     id: meta.id,
     object: 'text_completion' as const,
@@ -94,7 +95,7 @@ export function completionResponse(meta: ResponseMeta, result: GenerateResult) {
   };
 }
 
-export function chatResponse(meta: ResponseMeta, result: GenerateResult) {
+export function chatResponse(meta: ResponseMeta, result: GenerateResult): ChatCompletionBody {
   return {
     id: meta.id,
     object: 'chat.completion' as const,

@@ -1,24 +1,24 @@
-import { METHOD_METADATA, PATH_METADATA } from '@nestjs/common/constants.js';
-import { RequestMethod, type Type } from '@nestjs/common';
+import type { Type } from '@nestjs/common';
+import type { Reflector } from '@nestjs/core';
 import { z } from 'zod';
-import { API_DOC, type ApiDocOptions } from './api-doc.js';
+import { errorBodySchema } from './response-schemas.js';
+import { ControllerPath, RouteDocs, type ApiDocOptions, type RouteDoc } from './api-doc.js';
 
-const errorSchema = {
-  type: 'object',
-  properties: {
-    error: {
-      type: 'object',
-      properties: {
-        message: { type: 'string' },
-        type: { type: 'string' },
-        param: { type: 'string', nullable: true },
-        code: { type: 'string', nullable: true },
-      },
-      required: ['message', 'type', 'param', 'code'],
-    },
-  },
-  required: ['error'],
-};
+type JsonSchema = Record<string, unknown>;
+
+/**
+ * The JSON Schema (2020-12, the dialect of OpenAPI 3.1) of a zod schema: what a client sends
+ * (`input`) or receives (`output`). Embedded in the document, so without its own `$schema`.
+ */
+function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): JsonSchema {
+  const embedded: JsonSchema = z.toJSONSchema(schema, {
+    io,
+    unrepresentable: 'any',
+    target: 'draft-2020-12',
+  });
+  delete embedded.$schema;
+  return embedded;
+}
 
 const joinPath = (...parts: string[]): string =>
   `/${parts
@@ -45,51 +45,70 @@ function requestBody(body: ApiDocOptions['body']) {
   if (body === 'text') {
     return { required: true, content: { 'text/plain': { schema: { type: 'string' } } } };
   }
-  const schema = z.toJSONSchema(body, {
-    io: 'input',
-    unrepresentable: 'any',
-    target: 'openapi-3.0',
-  });
-  return { required: true, content: { 'application/json': { schema } } };
+  return { required: true, content: { 'application/json': { schema: jsonSchema(body, 'input') } } };
+}
+
+const EVENT_STREAM = { 'text/event-stream': { schema: { type: 'string' } } };
+
+function successResponse(doc: RouteDoc) {
+  if (doc.response === 'binary') {
+    return {
+      description: 'The bytes',
+      content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } },
+    };
+  }
+  if (doc.response === undefined) {
+    return { description: 'Server-sent events (`id:`, `event:`, `data:`)', content: EVENT_STREAM };
+  }
+  const json = { 'application/json': { schema: jsonSchema(doc.response, 'output') } };
+  return doc.streams === true
+    ? {
+        description: 'JSON, or server-sent events (`data: …`) when streaming',
+        content: { ...json, ...EVENT_STREAM },
+      }
+    : { description: 'OK', content: json };
+}
+
+type Handler = (...args: never[]) => unknown;
+
+/** The methods of a controller class (its route handlers among them). */
+function handlers(controller: Type): Handler[] {
+  const prototype = controller.prototype as Record<string, unknown>;
+  return Object.getOwnPropertyNames(prototype)
+    .filter((name) => name !== 'constructor')
+    .map((name) => prototype[name])
+    .filter((handler): handler is Handler => typeof handler === 'function');
 }
 
 /**
- * The OpenAPI document of the routes, built from the controllers themselves: paths and methods
- * from Nest's route metadata, request bodies from the zod schemas the routes validate with.
+ * The OpenAPI document of the routes, built from the project's own route metadata
+ * ({@link ApiController}, {@link ApiRoute}): paths and methods as the routes declare them,
+ * request bodies from the zod schemas the routes validate with, 200 bodies from the zod schemas
+ * their presenters are typed by. Controllers without that metadata (health, metrics) are left out.
  */
-export function buildOpenApi(controllers: readonly Type[], version: string) {
+export function buildOpenApi(controllers: readonly Type[], reflector: Reflector, version: string) {
   const paths: Record<string, Record<string, unknown>> = {};
   for (const controller of controllers) {
-    const base = Reflect.getMetadata(PATH_METADATA, controller) as string;
-    const prototype = controller.prototype as Record<string, unknown>;
-    for (const name of Object.getOwnPropertyNames(prototype)) {
-      const handler = prototype[name];
-      if (typeof handler !== 'function' || name === 'constructor') continue;
-      const doc = Reflect.getMetadata(API_DOC, handler) as ApiDocOptions | undefined;
-      const method = Reflect.getMetadata(METHOD_METADATA, handler) as RequestMethod | undefined;
-      const route = Reflect.getMetadata(PATH_METADATA, handler) as string | undefined;
-      if (doc === undefined || method === undefined || route === undefined) continue;
-      const path = joinPath(base, route);
+    const base = reflector.get(ControllerPath, controller) as string | undefined;
+    if (base === undefined) continue;
+    for (const handler of handlers(controller)) {
+      const doc = reflector.get(RouteDocs, handler) as RouteDoc | undefined;
+      if (doc === undefined) continue;
+      const path = joinPath(base, doc.path);
       const parameters = [...path.matchAll(/\{([A-Za-z_]+)\}/g)].map((match) => ({
         name: match[1],
         in: 'path',
         required: true,
         schema: { type: 'string' },
       }));
-      const success = doc.streams
-        ? {
-            description: 'JSON, or server-sent events (`data: …`) when streaming',
-            content: { 'application/json': {}, 'text/event-stream': {} },
-          }
-        : { description: 'OK', content: { 'application/json': {} } };
       paths[path] ??= {};
-      paths[path][RequestMethod[method].toLowerCase()] = {
+      paths[path][doc.method] = {
         summary: doc.summary,
         tags: [doc.tag],
         ...(parameters.length > 0 ? { parameters } : {}),
         ...(doc.body === undefined ? {} : { requestBody: requestBody(doc.body) }),
         responses: {
-          '200': success,
+          '200': successResponse(doc),
           default: {
             description: "An error in OpenAI's shape",
             content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
@@ -99,7 +118,7 @@ export function buildOpenApi(controllers: readonly Type[], version: string) {
     }
   }
   return {
-    openapi: '3.0.3',
+    openapi: '3.1.0',
     info: {
       title: 'DiJiang cluster gateway',
       version,
@@ -109,9 +128,14 @@ export function buildOpenApi(controllers: readonly Type[], version: string) {
     },
     components: {
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
-      schemas: { Error: errorSchema },
+      schemas: { Error: jsonSchema(errorBodySchema, 'output') },
     },
     security: [{ bearer: [] }],
     paths,
   };
+}
+
+/** The gateway's OpenAPI document, built once at boot from the registered controllers. */
+export class OpenApiDocument {
+  constructor(readonly spec: ReturnType<typeof buildOpenApi>) {}
 }

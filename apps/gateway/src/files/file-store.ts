@@ -1,6 +1,8 @@
 import type { Redis } from 'ioredis';
 import { fileRecordSchema, type FileRecord, type GatewayKeys } from '#contracts';
 import { notFound, payloadTooLarge } from '../common/api-error.js';
+import { pageOfIds } from '../common/pagination.js';
+import type { FileBody } from '../docs/response-schemas.js';
 
 /** Uploads reach Redis in appends of about this size. @defaultValue 1 MiB */
 const APPEND_BYTES = 1024 * 1024;
@@ -94,11 +96,32 @@ export class FileStore {
     private readonly gateway: GatewayKeys,
   ) {}
 
-  contentKey(fileId: string): string {
+  private contentKey(fileId: string): string {
     return this.gateway.file(fileId);
   }
 
-  /** Records a file whose bytes are already at `contentKey(record.id)`. */
+  /**
+   * Streams an upload's bytes into the content of `fileId` (see {@link streamIntoRedis}); the
+   * file exists for clients once {@link register}ed. Returns the byte count.
+   */
+  async receive(fileId: string, bytes: AsyncIterable<Buffer>, maxBytes: number): Promise<number> {
+    return streamIntoRedis(this.redis, this.gateway, this.contentKey(fileId), bytes, {
+      maxBytes,
+      what: 'file',
+    });
+  }
+
+  /** Drops the content of an upload that was not registered. */
+  async discard(fileId: string): Promise<void> {
+    await this.redis.del(this.contentKey(fileId));
+  }
+
+  /** One page of a tenant's file ids (cursor pagination, newest first unless asked). */
+  async pageOfIds(tenant: string, cursor: unknown): Promise<{ ids: string[]; hasMore: boolean }> {
+    return pageOfIds(this.redis, this.gateway.fileIndex(tenant), cursor);
+  }
+
+  /** Records a file whose bytes were {@link receive}d (or written by {@link writeLines}). */
   async register(record: FileRecord): Promise<void> {
     const fields = Object.entries(record).flatMap(([name, value]) => [name, String(value)]);
     await this.redis
@@ -163,7 +186,7 @@ export class FileStore {
   }
 }
 
-export function fileObject(record: FileRecord) {
+export function fileObject(record: FileRecord): FileBody {
   return {
     id: record.id,
     object: 'file' as const,
@@ -171,7 +194,7 @@ export function fileObject(record: FileRecord) {
     created_at: record.created_at,
     filename: record.filename,
     purpose: record.purpose,
-    status: 'processed' as const,
+    status: 'processed',
     expires_at: null,
     status_details: null,
   };

@@ -1,28 +1,17 @@
-import {
-  Controller,
-  Delete,
-  Get,
-  HttpCode,
-  Inject,
-  Param,
-  Post,
-  Query,
-  Req,
-  Res,
-} from '@nestjs/common';
+import { HttpCode, Inject, Param, Query, Req, Res } from '@nestjs/common';
 import type { Request, Response } from 'express';
-import type { Redis } from 'ioredis';
 import { z } from 'zod';
-import { filePurposeSchema, type GatewayKeys } from '#contracts';
+import { filePurposeSchema } from '#contracts';
 import type { GatewayEnv } from '#config';
 import { Tenant } from '../auth/auth.middleware.js';
 import { invalidRequest, payloadTooLarge } from '../common/api-error.js';
-import { page, pageOfIds } from '../common/pagination.js';
+import { page } from '../common/pagination.js';
 import { parseRequest } from '../common/validation.js';
-import { ApiDoc } from '../docs/api-doc.js';
+import { GATEWAY_ENV } from '../core/tokens.js';
+import { ApiController, ApiRoute } from '../docs/api-doc.js';
+import { deletedSchema, fileBodySchema, pageSchema } from '../docs/response-schemas.js';
 import { newId } from '../jobs/job-queues.js';
-import { FILE_STORE, GATEWAY_ENV, GATEWAY_KEYS, PROBE_REDIS } from '../tokens.js';
-import { fileObject, streamIntoRedis, type FileStore } from './file-store.js';
+import { fileObject, FileStore } from './file-store.js';
 import { receiveMultipart } from './multipart.js';
 
 /** Purposes a client may upload with (`batch_output` is written by the gateway only). */
@@ -33,18 +22,20 @@ const uploadPurposeSchema = z.enum(['batch', 'user_data'], {
 /** Room for multipart boundaries and headers around the file part. @defaultValue 64 KiB */
 const MULTIPART_OVERHEAD_BYTES = 64 * 1024;
 
-@Controller('v1/files')
+@ApiController('v1/files')
 export class FilesController {
   constructor(
-    @Inject(FILE_STORE) private readonly files: FileStore,
-    @Inject(PROBE_REDIS) private readonly redis: Redis,
-    @Inject(GATEWAY_KEYS) private readonly gateway: GatewayKeys,
+    private readonly files: FileStore,
     @Inject(GATEWAY_ENV) private readonly env: GatewayEnv,
   ) {}
 
-  @Post()
+  @ApiRoute('post', '', {
+    summary: 'Upload a file (multipart: file, purpose)',
+    tag: 'Files',
+    body: 'multipart',
+    response: fileBodySchema,
+  })
   @HttpCode(200)
-  @ApiDoc({ summary: 'Upload a file (multipart: file, purpose)', tag: 'Files', body: 'multipart' })
   async upload(@Req() request: Request, @Tenant() tenant: string) {
     const declared = Number(request.header('content-length') ?? 0);
     if (declared > this.env.MAX_FILE_BYTES + MULTIPART_OVERHEAD_BYTES) {
@@ -54,12 +45,8 @@ export class FilesController {
       );
     }
     const id = newId('file-');
-    const key = this.files.contentKey(id);
     const received = await receiveMultipart(request, (stream) =>
-      streamIntoRedis(this.redis, this.gateway, key, stream, {
-        maxBytes: this.env.MAX_FILE_BYTES,
-        what: 'file',
-      }),
+      this.files.receive(id, stream, this.env.MAX_FILE_BYTES),
     );
     try {
       if (received.file === undefined)
@@ -79,21 +66,21 @@ export class FilesController {
       await this.files.register(record);
       return fileObject(record);
     } catch (error) {
-      await this.redis.del(key);
+      await this.files.discard(id);
       throw error;
     }
   }
 
-  @Get()
-  @ApiDoc({
+  @ApiRoute('get', '', {
     summary: 'List your files (cursor pagination: limit, after, order, purpose)',
     tag: 'Files',
+    response: pageSchema(fileBodySchema),
   })
   async list(@Query() query: Record<string, unknown>, @Tenant() tenant: string) {
     const { purpose, ...cursor } = query;
     const wanted = purpose === undefined ? undefined : parseRequest(filePurposeSchema, purpose);
     // A purpose filter is applied within the page, as the index is one per tenant.
-    const { ids, hasMore } = await pageOfIds(this.redis, this.gateway.fileIndex(tenant), cursor);
+    const { ids, hasMore } = await this.files.pageOfIds(tenant, cursor);
     const records = await this.files.records(ids);
     return page(
       records.filter((record) => wanted === undefined || record.purpose === wanted).map(fileObject),
@@ -101,14 +88,12 @@ export class FilesController {
     );
   }
 
-  @Get(':id')
-  @ApiDoc({ summary: 'A file', tag: 'Files' })
+  @ApiRoute('get', ':id', { summary: 'A file', tag: 'Files', response: fileBodySchema })
   async retrieve(@Param('id') id: string, @Tenant() tenant: string) {
     return fileObject(await this.files.get(id, tenant));
   }
 
-  @Get(':id/content')
-  @ApiDoc({ summary: "A file's content", tag: 'Files' })
+  @ApiRoute('get', ':id/content', { summary: "A file's content", tag: 'Files', response: 'binary' })
   async content(@Param('id') id: string, @Tenant() tenant: string, @Res() response: Response) {
     const record = await this.files.get(id, tenant);
     response.setHeader('Content-Type', 'application/octet-stream');
@@ -119,10 +104,13 @@ export class FilesController {
     response.end();
   }
 
-  @Delete(':id')
-  @ApiDoc({ summary: 'Delete a file', tag: 'Files' })
+  @ApiRoute('delete', ':id', {
+    summary: 'Delete a file',
+    tag: 'Files',
+    response: deletedSchema('file'),
+  })
   async remove(@Param('id') id: string, @Tenant() tenant: string) {
     await this.files.delete(await this.files.get(id, tenant));
-    return { id, object: 'file' as const, deleted: true };
+    return { id, object: 'file' as const, deleted: true as const };
   }
 }

@@ -1,7 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import type { OnApplicationShutdown } from '@nestjs/common';
 import { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { z } from 'zod';
 import {
+  gatewayJobRecordDefaults,
   gatewayJobRecordSchema,
   jobPayloadSchemas,
   modelQueueName,
@@ -38,7 +41,7 @@ export interface Submission<N extends JobName> {
  * their state and results, and cancelling them. Each job also gets a gateway record (owner,
  * presentation kind) so that ownership is checked without loading the BullMQ job.
  */
-export class JobQueues {
+export class JobQueues implements OnApplicationShutdown {
   private readonly queues = new Map<string, Queue>();
   private readonly depths = new Map<string, { at: number; waiting: number }>();
 
@@ -100,8 +103,10 @@ export class JobQueues {
     });
   }
 
+  /** Writes the job's record, encoded as hash fields (flags as '1'/'0', defaults filled in). */
   async writeRecord(jobId: string, record: GatewayJobRecordInput): Promise<void> {
-    const fields = Object.entries(record).flatMap(([name, value]) =>
+    const stored = z.encode(gatewayJobRecordSchema, { ...gatewayJobRecordDefaults, ...record });
+    const fields = Object.entries(stored).flatMap(([name, value]) =>
       value === undefined ? [] : [name, typeof value === 'string' ? value : JSON.stringify(value)],
     );
     const key = this.gateway.gatewayJob(jobId);
@@ -144,7 +149,21 @@ export class JobQueues {
     }
   }
 
-  async close(): Promise<void> {
+  /**
+   * Counts a client that reads the job's stream in (+1) or out (-1); returns how many read it
+   * now, on every gateway.
+   */
+  async countReader(jobId: string, change: 1 | -1): Promise<number> {
+    return this.redis.hincrby(this.gateway.gatewayJob(jobId), 'readers', change);
+  }
+
+  /** How many clients read the job's stream now, on every gateway. */
+  async readerCount(jobId: string): Promise<number> {
+    return Number((await this.redis.hget(this.gateway.gatewayJob(jobId), 'readers')) ?? 0);
+  }
+
+  /** Closes the queues once the HTTP server has drained (their connection closes after). */
+  async onApplicationShutdown(): Promise<void> {
     await Promise.all([...this.queues.values()].map((queue) => queue.close()));
   }
 }

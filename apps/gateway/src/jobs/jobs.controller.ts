@@ -1,30 +1,39 @@
-import { Body, Controller, Get, Headers, HttpCode, Inject, Param, Post, Res } from '@nestjs/common';
+import { Body, Headers, HttpCode, Param, Res } from '@nestjs/common';
 import type { Response } from 'express';
 import { Tenant } from '../auth/auth.middleware.js';
 import { lastEventId } from '../common/last-event-id.js';
-import { ApiDoc } from '../docs/api-doc.js';
-import { JOBS } from '../tokens.js';
-import { jobCreateSchema, type JobsService } from './jobs.service.js';
+import { ApiController, ApiRoute } from '../docs/api-doc.js';
+import { jobBodySchema } from '../docs/response-schemas.js';
+import { SpendsTokens } from '../limits/rate-limit.guard.js';
+import { jobCreateSchema } from './job-requests.js';
+import { JobsService } from './jobs.service.js';
 
-@Controller('v1/jobs')
+@ApiController('v1/jobs')
 export class JobsController {
-  constructor(@Inject(JOBS) private readonly jobs: JobsService) {}
+  constructor(private readonly jobs: JobsService) {}
 
-  @Post()
+  @ApiRoute('post', '', {
+    summary: 'Submit a generate, score or digest job',
+    tag: 'Jobs',
+    body: jobCreateSchema,
+    response: jobBodySchema,
+  })
   @HttpCode(200)
-  @ApiDoc({ summary: 'Submit a generate, score or digest job', tag: 'Jobs', body: jobCreateSchema })
+  @SpendsTokens()
   async create(@Body() body: unknown, @Tenant() tenant: string) {
     return this.jobs.create(body, tenant);
   }
 
-  @Get(':id')
-  @ApiDoc({ summary: 'A job: status, progress, ETA, the worker holding it, result', tag: 'Jobs' })
+  @ApiRoute('get', ':id', {
+    summary: 'A job: status, progress, ETA, the worker holding it, result',
+    tag: 'Jobs',
+    response: jobBodySchema,
+  })
   async retrieve(@Param('id') id: string, @Tenant() tenant: string) {
     return this.jobs.get(id, tenant);
   }
 
-  @Get(':id/events')
-  @ApiDoc({
+  @ApiRoute('get', ':id/events', {
     summary: "A job's events as SSE (resumable with Last-Event-ID)",
     tag: 'Jobs',
     streams: true,
@@ -38,9 +47,12 @@ export class JobsController {
     await this.jobs.events(id, tenant, lastEventId(header), response);
   }
 
-  @Post(':id/cancel')
+  @ApiRoute('post', ':id/cancel', {
+    summary: 'Cancel a job (partial output is kept)',
+    tag: 'Jobs',
+    response: jobBodySchema,
+  })
   @HttpCode(200)
-  @ApiDoc({ summary: 'Cancel a job (partial output is kept)', tag: 'Jobs' })
   async cancel(@Param('id') id: string, @Tenant() tenant: string) {
     return this.jobs.cancel(id, tenant);
   }

@@ -3,17 +3,6 @@ import { RATE_LIMIT_WINDOW_MS as WINDOW_MS, type GatewayKeys } from '#contracts'
 import { rateLimited } from '../common/api-error.js';
 
 /**
- * `/v1` routes (relative paths) whose POST makes a model process tokens. Case-insensitive, as
- * Express routes are: `/V1/Completions` reaches the same handler.
- */
-const TOKEN_SPENDING_ROUTES = /^\/(?:completions|chat\/completions|jobs|states|batches)\/?$/i;
-
-/** Whether a `/v1` request makes a model process tokens (and so counts against RATE_LIMIT_TPM). */
-export function spendsTokens(method: string, path: string): boolean {
-  return method === 'POST' && TOKEN_SPENDING_ROUTES.test(path);
-}
-
-/**
  * Per-tenant request and token budgets (RATE_LIMIT_RPM, RATE_LIMIT_TPM; 0 = unlimited), counted
  * in fixed one-minute windows shared by every gateway through Redis. Requests are counted when
  * admitted; tokens by the workers when each job completes (whichever endpoint submitted it), so

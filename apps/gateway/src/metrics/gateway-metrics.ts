@@ -14,17 +14,17 @@ const QUEUE_STATES = [
   'failed',
 ] as const;
 
-export interface MetricSources {
+/** Where the cluster-wide gauges read their values at scrape time. */
+export interface ClusterSources {
   queues(): Iterable<Queue>;
   liveWorkers(): Promise<WorkerRecord[]>;
-  redis: Redis;
-  keys: RedisKeys;
 }
 
 /**
  * Prometheus metrics of this gateway (`/metrics`). Queue depths, live workers and prefix-cache
  * counters are read from Redis at scrape time, so every gateway replica reports the cluster's
- * current values for them; latencies and token counts are this replica's own.
+ * current values for them; latencies and token counts are this replica's own. The gauges of
+ * queues and workers are added by {@link MetricsExposition}, beside the features they read.
  */
 export class GatewayMetrics {
   readonly registry = new Registry();
@@ -68,13 +68,39 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
 
-  constructor(sources: MetricSources) {
+  constructor(redis: Redis, keys: RedisKeys) {
     collectDefaultMetrics({ register: this.registry, prefix: 'dijiang_gateway_' });
+    new Gauge({
+      name: 'dijiang_prefix_cache',
+      help: 'Prefix-state cache counters kept by the workers (hits, misses, bytes, evictions)',
+      labelNames: ['counter'] as const,
+      registers: [this.registry],
+      async collect() {
+        this.reset();
+        const stats = await redis.hgetall(keys.prefixStats);
+        for (const [counter, value] of Object.entries(stats)) {
+          const number = Number(value);
+          if (Number.isFinite(number)) this.set({ counter }, number);
+        }
+      },
+    });
+  }
+}
+
+/**
+ * What `/metrics` exposes: this gateway's {@link GatewayMetrics}, plus gauges of the cluster's
+ * queues and live workers (registered with them, read from `sources` at scrape time).
+ */
+export class MetricsExposition {
+  constructor(
+    private readonly metrics: GatewayMetrics,
+    sources: ClusterSources,
+  ) {
     new Gauge({
       name: 'dijiang_queue_jobs',
       help: 'Jobs per queue and state',
       labelNames: ['queue', 'state'] as const,
-      registers: [this.registry],
+      registers: [metrics.registry],
       async collect() {
         this.reset();
         for (const queue of sources.queues()) {
@@ -87,24 +113,19 @@ export class GatewayMetrics {
     new Gauge({
       name: 'dijiang_live_workers',
       help: 'Workers whose heartbeat is current',
-      registers: [this.registry],
+      registers: [metrics.registry],
       async collect() {
         this.set((await sources.liveWorkers()).length);
       },
     });
-    new Gauge({
-      name: 'dijiang_prefix_cache',
-      help: 'Prefix-state cache counters kept by the workers (hits, misses, bytes, evictions)',
-      labelNames: ['counter'] as const,
-      registers: [this.registry],
-      async collect() {
-        this.reset();
-        const stats = await sources.redis.hgetall(sources.keys.prefixStats);
-        for (const [counter, value] of Object.entries(stats)) {
-          const number = Number(value);
-          if (Number.isFinite(number)) this.set({ counter }, number);
-        }
-      },
-    });
+  }
+
+  get contentType(): string {
+    return this.metrics.registry.contentType;
+  }
+
+  /** Every metric in Prometheus's text format. */
+  async scrape(): Promise<string> {
+    return this.metrics.registry.metrics();
   }
 }

@@ -1,28 +1,34 @@
-import { Controller, Get, Inject, Param } from '@nestjs/common';
+import { Param } from '@nestjs/common';
 import { modelNotFound } from '../common/api-error.js';
-import { ApiDoc } from '../docs/api-doc.js';
-import { MODELS } from '../tokens.js';
-import type { ModelsService, ServedModel } from './models.service.js';
+import { ApiController, ApiRoute } from '../docs/api-doc.js';
+import { modelBodySchema, modelListBodySchema, type ModelBody } from '../docs/response-schemas.js';
+import { ModelsService, type ServedModel } from './models.service.js';
 
-const modelObject = (model: ServedModel) => ({
+const modelObject = (model: ServedModel): ModelBody => ({
   id: model.id,
-  object: 'model' as const,
+  object: 'model',
   created: model.created,
   owned_by: 'dijiang',
 });
 
-@Controller('v1/models')
+@ApiController('v1/models')
 export class ModelsController {
-  constructor(@Inject(MODELS) private readonly models: ModelsService) {}
+  constructor(private readonly models: ModelsService) {}
 
-  @Get()
-  @ApiDoc({ summary: 'Models served by live workers (OpenAI)', tag: 'OpenAI' })
+  @ApiRoute('get', '', {
+    summary: 'Models served by live workers (OpenAI)',
+    tag: 'OpenAI',
+    response: modelListBodySchema,
+  })
   async list() {
     return { object: 'list' as const, data: (await this.models.served()).map(modelObject) };
   }
 
-  @Get(':id')
-  @ApiDoc({ summary: 'A served model (OpenAI)', tag: 'OpenAI' })
+  @ApiRoute('get', ':id', {
+    summary: 'A served model (OpenAI)',
+    tag: 'OpenAI',
+    response: modelBodySchema,
+  })
   async retrieve(@Param('id') id: string) {
     const model = (await this.models.served()).find((served) => served.id === id);
     if (model === undefined) throw modelNotFound(id);

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { savedStateMetaSchema, type RedisKeys, type SavedStateMeta } from '#contracts';
 import { notFound } from '../common/api-error.js';
+import type { StateBody } from '../docs/response-schemas.js';
 
 /** Saved recurrent states (`/v1/states`), written by workers, read and deleted by tenants. */
 export class StateStore {
@@ -24,10 +25,10 @@ export class StateStore {
 }
 
 /** A saved state as `/v1/states` shows it. */
-export function stateObject(id: string, meta: SavedStateMeta) {
+export function stateObject(id: string, meta: SavedStateMeta): StateBody {
   return {
     id,
-    object: 'state' as const,
+    object: 'state',
     model: meta.model,
     position: meta.position,
     created_at: Math.floor(Date.parse(meta.createdAt) / 1000),

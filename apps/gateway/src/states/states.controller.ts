@@ -1,14 +1,15 @@
-import { Body, Controller, Delete, Get, HttpCode, Inject, Param, Post, Res } from '@nestjs/common';
+import { Body, HttpCode, Param, Res } from '@nestjs/common';
 import type { Response } from 'express';
 import { z } from 'zod';
 import { JobName } from '#contracts';
 import { Tenant } from '../auth/auth.middleware.js';
 import { clientGone } from '../common/sse.js';
 import { parseRequest } from '../common/validation.js';
-import { ApiDoc } from '../docs/api-doc.js';
-import type { JobsService } from '../jobs/jobs.service.js';
-import { JOBS, STATES } from '../tokens.js';
-import { stateObject, type StateStore } from './state-store.js';
+import { ApiController, ApiRoute } from '../docs/api-doc.js';
+import { deletedSchema, stateBodySchema } from '../docs/response-schemas.js';
+import { JobsService } from '../jobs/jobs.service.js';
+import { SpendsTokens } from '../limits/rate-limit.guard.js';
+import { stateObject, StateStore } from './state-store.js';
 
 export const stateCreateSchema = z.strictObject({
   model: z.string().min(1),
@@ -30,20 +31,21 @@ export const stateCreateSchema = z.strictObject({
  * Saved states: a text digested into a model's recurrent state, kept for `ttl_seconds`, which
  * completions continue from with `state_id` (only their new text is processed).
  */
-@Controller('v1/states')
+@ApiController('v1/states')
 export class StatesController {
   constructor(
-    @Inject(JOBS) private readonly jobs: JobsService,
-    @Inject(STATES) private readonly states: StateStore,
+    private readonly jobs: JobsService,
+    private readonly states: StateStore,
   ) {}
 
-  @Post()
-  @HttpCode(200)
-  @ApiDoc({
+  @ApiRoute('post', '', {
     summary: 'Digest a text or document into a saved state (waits for it)',
     tag: 'States',
     body: stateCreateSchema,
+    response: stateBodySchema,
   })
+  @HttpCode(200)
+  @SpendsTokens()
   async create(
     @Body() body: unknown,
     @Tenant() tenant: string,
@@ -66,16 +68,18 @@ export class StatesController {
     return stateObject(result.stateId, await this.states.get(result.stateId, tenant));
   }
 
-  @Get(':id')
-  @ApiDoc({ summary: 'A saved state', tag: 'States' })
+  @ApiRoute('get', ':id', { summary: 'A saved state', tag: 'States', response: stateBodySchema })
   async retrieve(@Param('id') id: string, @Tenant() tenant: string) {
     return stateObject(id, await this.states.get(id, tenant));
   }
 
-  @Delete(':id')
-  @ApiDoc({ summary: 'Delete a saved state', tag: 'States' })
+  @ApiRoute('delete', ':id', {
+    summary: 'Delete a saved state',
+    tag: 'States',
+    response: deletedSchema('state'),
+  })
   async remove(@Param('id') id: string, @Tenant() tenant: string) {
     await this.states.delete(id, tenant);
-    return { id, object: 'state' as const, deleted: true };
+    return { id, object: 'state' as const, deleted: true as const };
   }
 }

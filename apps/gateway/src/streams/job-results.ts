@@ -31,7 +31,7 @@ export async function resultFromStream<N extends JobName>(
     const choices =
       source.collected ?? (await readStreamedChoices(source.redis, source.keys, source.jobId));
     try {
-      return choices.generateResult(record.choices, record.logprobs === '1') as JobResult<N>;
+      return choices.generateResult(record.choices, record.logprobs) as JobResult<N>;
     } catch (error) {
       if (error instanceof IncompleteStreamError) throw jobFailed(error.message);
       throw error;

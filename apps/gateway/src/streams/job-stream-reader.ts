@@ -1,3 +1,4 @@
+import type { OnApplicationShutdown } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import { decodeStreamEvent, type RedisKeys, type StreamEvent } from '#contracts';
 import type { StreamEntry } from '#cluster';
@@ -6,7 +7,7 @@ import type { StreamEntry } from '#cluster';
  * Connections for blocking stream reads. `XREAD BLOCK` holds its connection for the whole wait,
  * so every concurrent reader needs its own; idle ones are kept for the next reader.
  */
-export class BlockingReaders {
+export class BlockingReaders implements OnApplicationShutdown {
   private readonly idle: Redis[] = [];
   private readonly all = new Set<Redis>();
 
@@ -33,7 +34,8 @@ export class BlockingReaders {
     }
   }
 
-  close(): void {
+  /** Disconnects every reader once the HTTP server has drained (no stream is followed then). */
+  onApplicationShutdown(): void {
     for (const redis of this.all) redis.disconnect();
     this.all.clear();
     this.idle.length = 0;
