@@ -123,8 +123,7 @@ try {
     }
   }
 } finally {
-  git(['worktree', 'remove', '--force', baseTree]);
-  rmSync(baseTree, { recursive: true, force: true });
+  // The checkout's own results first: whatever else fails, they must come back.
   for (const name of BENCHMARKS) {
     for (const extension of ['json', 'md']) {
       const saved = join(backup, `${name}.${extension}`);
@@ -132,6 +131,9 @@ try {
     }
   }
   rmSync(backup, { recursive: true, force: true });
+  rmSync(baseTree, { recursive: true, force: true });
+  // Drops the worktree's registration whether or not `worktree add` got to create it.
+  git(['worktree', 'prune']);
 }
 
 const loadAverageAtEnd = loadavg()[0] ?? Number.NaN;

@@ -15,7 +15,12 @@ import { loadImportGraph } from './import-graph.js';
 const ORT_PACKAGE = 'onnxruntime-node';
 const ORT_OWNER = 'libs/engine/src/ort/';
 /** Entries whose import graph must not reach onnxruntime-node, besides every libs/model/src file. */
-const ADDON_FREE_ENTRIES = ['apps/worker/src/main.ts', 'libs/engine/src/index.ts'];
+const ADDON_FREE_ENTRIES = [
+  'apps/worker/src/main.ts',
+  'apps/worker/src/healthcheck.ts',
+  'apps/gateway/src/main.ts',
+  'libs/engine/src/index.ts',
+];
 const PURE_LIBRARY = 'libs/model/src/';
 
 /** @param {string} specifier */

@@ -28,6 +28,9 @@ const cleanProject: Record<string, string> = {
   'apps/worker/src/main.ts':
     "import { client } from '../../../libs/engine/src/index.js';\n" +
     "import { helper } from './helper.js';\nexport const main = client + helper;\n",
+  'apps/worker/src/healthcheck.ts':
+    "import { helper } from './helper.js';\nexport const ok = helper;\n",
+  'apps/gateway/src/main.ts': "import { a } from './a.controller.js';\nexport const gateway = a;\n",
   'apps/gateway/src/a.service.ts': 'export const service = 1;\n',
   'apps/gateway/src/a.controller.ts':
     "import { service } from './a.service.js';\nexport const a = service;\n",

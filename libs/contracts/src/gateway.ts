@@ -98,7 +98,7 @@ export const gatewayJobRecordSchema = z.object({
   created: z.coerce.number().int(),
   /** `stream_options.include_usage` of a streamed completion. */
   includeUsage: storedFlagSchema.default(gatewayJobRecordDefaults.includeUsage),
-  /** Whether streamed chunks carry each token's logprobs. */
+  /** Whether the job's answer (streamed chunks, or the result) carries each token's logprobs. */
   logprobs: storedFlagSchema.default(gatewayJobRecordDefaults.logprobs),
   /** Number of choices (OpenAI `n`). */
   choices: z.coerce.number().int().min(1).default(gatewayJobRecordDefaults.choices),

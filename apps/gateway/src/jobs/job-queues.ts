@@ -12,6 +12,7 @@ import {
   type GatewayJobRecordInput,
   type GatewayKeys,
   type JobName,
+  type JobPriority,
   type JobPayloadInput,
   type RedisKeys,
 } from '#contracts';
@@ -32,7 +33,7 @@ export interface Submission<N extends JobName> {
   jobId: string;
   name: N;
   payload: JobPayloadInput<N>;
-  priority: number;
+  priority: JobPriority;
   record: Omit<GatewayJobRecordInput, 'type'>;
 }
 
@@ -72,7 +73,7 @@ export class JobQueues implements OnApplicationShutdown {
    * read from Redis at most every DEPTH_CACHE_MS per queue and priority, and counts this
    * gateway's own submissions in between, so a burst cannot overshoot the cap by much.
    */
-  async assertCapacity(model: string, priority: number): Promise<void> {
+  async assertCapacity(model: string, priority: JobPriority): Promise<void> {
     const key = `${model}\u0000${priority}`;
     const now = Date.now();
     let depth = this.depths.get(key);

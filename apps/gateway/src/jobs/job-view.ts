@@ -15,31 +15,39 @@ function streamEntryTime(id: string | undefined): number {
 export interface JobFacts {
   jobId: string;
   record: GatewayJobRecord;
-  job: Job;
+  /** Absent once BullMQ has removed the finished job (its stream may still tell its end). */
+  job: Job | undefined;
   state: JobState | 'unknown';
   end: StreamEnd | undefined;
   /** The presented result, when the stream ended with `done`. */
   result: JobResultBody | null;
+  /** Why the result of a `done` job could not be built. */
+  resultError?: string | undefined;
 }
 
 /**
  * The job as `/v1/jobs` shows it: the status from how its stream ended (a cancel turns an ending
- * into `cancelled`), else from BullMQ's state; progress and an ETA from its latest progress.
+ * into `cancelled`), else from BullMQ's state; progress and an ETA from its latest progress. A
+ * job BullMQ completed whose stream has expired (a day after it ended) is completed without a
+ * result.
  */
-export function jobView({ jobId, record, job, state, end, result }: JobFacts): JobBody {
+export function jobView(facts: JobFacts): JobBody {
+  const { jobId, record, job, state, end, result, resultError } = facts;
   const cancelled = record.cancelledAt !== undefined;
   let status: JobStatus;
-  if (end?.event.type === 'done') status = cancelled ? 'cancelled' : 'completed';
-  else if (end?.event.type === 'failed' || state === 'failed') {
+  if (resultError !== undefined) status = 'failed';
+  else if (end?.event.type === 'done' || state === 'completed') {
+    status = cancelled ? 'cancelled' : 'completed';
+  } else if (end?.event.type === 'failed' || state === 'failed') {
     status = cancelled ? 'cancelled' : 'failed';
   } else if (state === 'active') status = 'running';
   else status = 'queued';
   const finished = status !== 'queued' && status !== 'running';
-  const progress = jobProgressSchema.safeParse(job.progress);
+  const progress = jobProgressSchema.safeParse(job?.progress);
   const p = progress.success ? progress.data : undefined;
   let eta: number | null = null;
   if (finished) eta = 0;
-  else if (p !== undefined && job.processedOn !== undefined) {
+  else if (p !== undefined && job?.processedOn !== undefined) {
     const done = p.promptTokensDone + p.completionTokens;
     const total = p.promptTokensTotal + record.maxOutputTokens;
     const elapsed = (Date.now() - job.processedOn) / 1000;
@@ -52,8 +60,8 @@ export function jobView({ jobId, record, job, state, end, result }: JobFacts): J
     model: record.model,
     status,
     created_at: record.created,
-    started_at: job.processedOn === undefined ? null : Math.floor(job.processedOn / 1000),
-    finished_at: finished ? Math.floor((job.finishedOn ?? streamEntryTime(end?.id)) / 1000) : null,
+    started_at: job?.processedOn === undefined ? null : Math.floor(job.processedOn / 1000),
+    finished_at: finished ? Math.floor((job?.finishedOn ?? streamEntryTime(end?.id)) / 1000) : null,
     progress:
       p === undefined
         ? null
@@ -67,11 +75,13 @@ export function jobView({ jobId, record, job, state, end, result }: JobFacts): J
     worker: p?.worker ?? null,
     result,
     error:
-      end?.event.type === 'failed'
-        ? { message: end.event.message }
-        : state === 'failed' && end === undefined
-          ? { message: job.failedReason }
-          : null,
+      resultError !== undefined
+        ? { message: resultError }
+        : end?.event.type === 'failed'
+          ? { message: end.event.message }
+          : state === 'failed' && end === undefined
+            ? { message: job?.failedReason ?? 'the job failed' }
+            : null,
   };
 }
 

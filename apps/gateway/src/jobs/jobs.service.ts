@@ -12,7 +12,7 @@ import { StreamedChoices, type DoneEvent } from '#cluster';
 import { invalidRequest, jobFailed, modelNotFound, notFound } from '../common/api-error.js';
 import { ServerSentEvents, clientGone } from '../common/sse.js';
 import { parseRequest } from '../common/validation.js';
-import type { JobBody } from '../docs/response-schemas.js';
+import type { JobBody, JobResultBody } from '../docs/response-schemas.js';
 import type { DocumentStore } from '../documents/document-store.js';
 import type { ModelsService } from '../models/models.service.js';
 import type { StateStore } from '../states/state-store.js';
@@ -258,7 +258,9 @@ export class JobsService {
   /**
    * The job as the API shows it. Whether and how it ended comes from its stream (`ending`, when
    * the caller just read it), which the worker ends before BullMQ records the job as finished;
-   * BullMQ tells the rest (queued or running, progress, start time).
+   * BullMQ tells the rest (queued or running, progress, start time) while it keeps the job. A
+   * result that cannot be built (its stream is incomplete, or its result key expired) is shown
+   * as the job's error rather than failing the request.
    */
   private async present(
     jobId: string,
@@ -266,16 +268,21 @@ export class JobsService {
     ending?: StreamEnd,
   ): Promise<JobBody> {
     const job = await this.jobs.job(record.model, jobId);
-    if (job === undefined) throw notFound('job', jobId);
     const end = ending ?? (await this.streams.end(jobId));
-    const state = await job.getState();
-    const result =
-      end?.event.type === 'done'
-        ? presentResult(
-            record.type,
-            await this.streams.result(record.type, record, end.event, jobId),
-          )
-        : null;
-    return jobView({ jobId, record, job, state, end, result });
+    if (job === undefined && end === undefined) throw notFound('job', jobId);
+    const state = job === undefined ? 'unknown' : await job.getState();
+    let result: JobResultBody | null = null;
+    let resultError: string | undefined;
+    if (end?.event.type === 'done') {
+      try {
+        result = presentResult(
+          record.type,
+          await this.streams.result(record.type, record, end.event, jobId),
+        );
+      } catch (error) {
+        resultError = error instanceof Error ? error.message : String(error);
+      }
+    }
+    return jobView({ jobId, record, job, state, end, result, resultError });
   }
 }

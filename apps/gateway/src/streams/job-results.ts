@@ -16,7 +16,8 @@ import {
 import { jobFailed } from '../common/api-error.js';
 
 /**
- * A finished job's result, from its stream alone (BullMQ's return value is for the dashboard):
+ * A finished job's result, from its stream alone (BullMQ's return value is for the dashboard;
+ * batches, whose lines outlive their streams, read their flow's values instead):
  * a generate job's choices are its token and choice-end entries (`collected` when the caller
  * already followed the stream, else read now); score and digest results travel in the `done`
  * entry, or under the key it names. A stream that lacks a choice's end is an error, not a stop.
@@ -31,7 +32,9 @@ export async function resultFromStream<N extends JobName>(
     const choices =
       source.collected ?? (await readStreamedChoices(source.redis, source.keys, source.jobId));
     try {
-      return choices.generateResult(record.choices, record.logprobs) as JobResult<N>;
+      // The usage the worker recorded (and charged) in `done`, as the streamed answer reports it.
+      const result = choices.generateResult(record.choices, record.logprobs);
+      return { ...result, usage: done.usage } as JobResult<N>;
     } catch (error) {
       if (error instanceof IncompleteStreamError) throw jobFailed(error.message);
       throw error;
