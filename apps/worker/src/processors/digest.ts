@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { UnrecoverableError } from 'bullmq';
 import type { DigestResult, ModelJob } from '#contracts';
 import { saveState } from '#cluster';
-import { checkpointPolicy, isFinished, type JobContext } from '../job-context.js';
+import type { JobContext } from '../job-context.js';
+import { runSingleSequence } from './single-sequence.js';
 
 type DigestJob = Extract<ModelJob, { name: 'digest' }>;
 
@@ -11,38 +11,13 @@ export async function digest(
   { data: payload }: DigestJob,
   context: JobContext,
 ): Promise<DigestResult> {
-  const { services, jobId, text, runtime, sequences, progress } = context;
-  const { redis, keys, settings, sink, starter } = services;
+  const { services, jobId } = context;
+  const { redis, keys, sink, starter } = services;
   const saved =
     payload.stateId === undefined
       ? undefined
       : await starter.loadOwnedState(payload.stateId, payload.owner, payload.model);
-  const sequenceId = `${jobId}:0`;
-  sequences.add(sequenceId);
-  const outcome = await runtime.engine.run(
-    {
-      id: sequenceId,
-      kind: 'digest',
-      priority: context.priority,
-      text,
-      prefixBlockTokens: 0,
-      checkpoint: checkpointPolicy(settings),
-    },
-    {
-      start: (tokenized) =>
-        starter.start(jobId, 0, tokenized, {
-          replay: [],
-          saved,
-          prefixes: undefined,
-          cancelIfRequested: context.cancelIfRequested,
-        }),
-      onEvent: (event) =>
-        sink.onEvent({ jobId, choice: 0, prefixes: undefined, progress, endsChoice: false }, event),
-    },
-  );
-  await context.handBackIfSuspended([outcome]);
-  if (!isFinished(outcome)) throw new Error('unreachable: suspended outcome handed back');
-  if (outcome.finishReason === 'cancelled') throw new UnrecoverableError('cancelled by request');
+  const outcome = await runSingleSequence(context, { kind: 'digest', saved });
   if (outcome.state === undefined) throw new Error('the engine returned no state');
   const stateId = `state_${randomUUID().replaceAll('-', '')}`;
   const now = new Date();
