@@ -209,15 +209,13 @@ export class JobRegistry {
     if (item.name !== JobName.Generate) throw new UnrecoverableError('cancelled by request');
     const { n, owner, sampling } = item.data;
     const { redis, keys, sink } = this.services;
-    const streamed = (await readStreamedChoices(redis, keys, jobId)).byChoice();
+    const streamed = await readStreamedChoices(redis, keys, jobId);
+    const ended = streamed.byChoice();
     const unended = Array.from({ length: n }, (_unused, choice) => choice).filter(
-      (choice) => streamed.get(choice)?.end === undefined,
+      (choice) => ended.get(choice)?.end === undefined,
     );
-    await sink.endCancelledChoices(jobId, unended);
-    const result = (await readStreamedChoices(redis, keys, jobId)).generateResult(
-      n,
-      sampling.logprobs !== undefined,
-    );
+    for (const end of await sink.endCancelledChoices(jobId, unended)) streamed.add(end);
+    const result = streamed.generateResult(n, sampling.logprobs !== undefined);
     await sink.complete(jobId, n, owner, result.usage);
     return result;
   }

@@ -7,6 +7,7 @@ import {
   chargeTenantTokens,
   StreamBatcher,
   type CheckpointStore,
+  type ProgressStreamEvent,
   type StoredResult,
 } from '#cluster';
 import type { SequenceEvent } from '#engine';
@@ -103,21 +104,24 @@ export class StreamSink {
     }
   }
 
-  /** Ends the given choices as cancelled before they ran: nothing of theirs was processed. */
-  async endCancelledChoices(jobId: string, choices: readonly number[]): Promise<void> {
-    await appendStreamEvents(
-      this.redis,
-      this.keys,
-      jobId,
-      choices.map((choice) => ({
-        type: 'choice-end' as const,
-        choice,
-        finishReason: 'cancelled' as const,
-        text: '',
-        promptTokens: 0,
-        cachedTokens: 0,
-      })),
-    );
+  /**
+   * Ends the given choices as cancelled before they ran (nothing of theirs was processed);
+   * returns the entries it appended.
+   */
+  async endCancelledChoices(
+    jobId: string,
+    choices: readonly number[],
+  ): Promise<ProgressStreamEvent[]> {
+    const ends = choices.map((choice) => ({
+      type: 'choice-end' as const,
+      choice,
+      finishReason: 'cancelled' as const,
+      text: '',
+      promptTokens: 0,
+      cachedTokens: 0,
+    }));
+    await appendStreamEvents(this.redis, this.keys, jobId, ends);
+    return ends;
   }
 
   /**

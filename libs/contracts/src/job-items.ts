@@ -50,7 +50,7 @@ export function parseGatewayJob(name: string, data: unknown): GatewayJob {
  * One processor per job name, checked by the compiler (a missing or extra name does not type)
  * and again at boot by `assertProcessorsCover` (a map built dynamically cannot slip through).
  */
-export type ProcessorMap<J extends { name: string }, Context, Result> = {
+export type ProcessorMap<J extends JobItem, Context, Result> = {
   [N in J['name']]: (job: Extract<J, { name: N }>, context: Context) => Promise<Result>;
 };
 

@@ -1,5 +1,5 @@
 import type { Job, JobState } from 'bullmq';
-import { jobProgressSchema, jobResultSchemas, type GatewayJobRecord } from '#contracts';
+import { jobProgressSchema, type GatewayJobRecord, type JobName, type JobResult } from '#contracts';
 import { openAiUsage } from '../completions/openai-format.js';
 import type { JobBody, JobResultBody } from '../docs/response-schemas.js';
 import type { StreamEnd } from '../streams/job-streams.js';
@@ -85,11 +85,14 @@ export function jobView(facts: JobFacts): JobBody {
   };
 }
 
+/** A finished job's result with its job name, as the stream gave it (already validated). */
+export type NamedResult = { [N in JobName]: { type: N; result: JobResult<N> } }[JobName];
+
 /** A finished job's result as the API shows it (snake_case, OpenAI's usage). */
-export function presentResult(type: GatewayJobRecord['type'], value: unknown): JobResultBody {
-  switch (type) {
+export function presentResult(named: NamedResult): JobResultBody {
+  switch (named.type) {
     case 'generate': {
-      const result = jobResultSchemas.generate.parse(value);
+      const { result } = named;
       return {
         choices: result.choices.map((choice) => ({
           index: choice.index,
@@ -101,7 +104,7 @@ export function presentResult(type: GatewayJobRecord['type'], value: unknown): J
       };
     }
     case 'score': {
-      const result = jobResultSchemas.score.parse(value);
+      const { result } = named;
       return {
         tokens: result.tokens,
         total_nll: result.totalNll,
@@ -111,7 +114,7 @@ export function presentResult(type: GatewayJobRecord['type'], value: unknown): J
       };
     }
     case 'digest': {
-      const result = jobResultSchemas.digest.parse(value);
+      const { result } = named;
       return {
         state_id: result.stateId,
         model: result.model,

@@ -19,7 +19,7 @@ import type { StateStore } from '../states/state-store.js';
 import type { JobStreams, StreamEnd } from '../streams/job-streams.js';
 import { newId, type JobQueues } from './job-queues.js';
 import { jobCreateSchema, type JobCreateRequest } from './job-requests.js';
-import { jobView, presentResult } from './job-view.js';
+import { jobView, presentResult, type NamedResult } from './job-view.js';
 
 const nowSeconds = (): number => Math.floor(Date.now() / 1000);
 
@@ -275,10 +275,12 @@ export class JobsService {
     let resultError: string | undefined;
     if (end?.event.type === 'done') {
       try {
-        result = presentResult(
-          record.type,
-          await this.streams.result(record.type, record, end.event, jobId),
-        );
+        const named = {
+          type: record.type,
+          result: await this.streams.result(record.type, record, end.event, jobId),
+        };
+        // The pairing of name and result holds by construction; TypeScript cannot relate them.
+        result = presentResult(named as NamedResult);
       } catch (error) {
         resultError = error instanceof Error ? error.message : String(error);
       }
