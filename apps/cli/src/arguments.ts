@@ -1,4 +1,5 @@
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
+import { WEIGHT_PRECISIONS } from '#model';
 
 /** Command-line argument parsers whose errors name the option and the accepted range. */
 
@@ -28,4 +29,15 @@ export function parseSeed(value: string): number {
     throw new InvalidArgumentError('the seed must be a non-negative integer');
   }
   return seed;
+}
+
+/** `--weights`: how the bundle's CPU graph stores its weights (`model create` and `model convert`). */
+export function weightsOption(): Option {
+  return new Option(
+    '--weights <precision>',
+    'how the CPU graph stores its weights: fp32 as trained; fp16 half the size on disk, same speed; ' +
+      'int8 / int4 block-quantized (32 per block) for faster memory-bound decoding',
+  )
+    .choices(WEIGHT_PRECISIONS)
+    .default('fp32');
 }

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { Option } from 'commander';
 import type { Command } from 'commander';
-import { parseSeed } from './arguments.js';
+import { parseSeed, weightsOption } from './arguments.js';
 import {
   ATTENTION_KINDS,
   convertCheckpoint,
@@ -9,7 +9,7 @@ import {
   readChatTemplateFile,
   TOKENIZER_CONFIG_FILE,
 } from '#model';
-import type { AttentionKind } from '#model';
+import type { AttentionKind, WeightPrecision } from '#model';
 
 interface ConvertCommandOptions {
   from: string;
@@ -18,6 +18,7 @@ interface ConvertCommandOptions {
   seed: number;
   id?: string;
   fp16?: boolean;
+  weights: WeightPrecision;
   chatTemplate?: string;
 }
 
@@ -62,6 +63,7 @@ export function registerConvertCommand(model: Command): void {
     )
     .option('--id <id>', 'model id in the bundle (default: the --out folder name)')
     .option('--fp16', 'also write the fp16 graph for CUDA workers')
+    .addOption(weightsOption())
     .option(
       '--chat-template <file>',
       `Jinja chat template to bundle instead of the one in ${TOKENIZER_CONFIG_FILE}`,
@@ -77,6 +79,7 @@ export function registerConvertCommand(model: Command): void {
         seed: options.seed,
         ...(options.id === undefined ? {} : { id: options.id }),
         ...(options.fp16 === undefined ? {} : { fp16: options.fp16 }),
+        weights: options.weights,
         ...(chatTemplate === undefined ? {} : { chatTemplate }),
       });
       const { config } = manifest;
@@ -89,7 +92,7 @@ export function registerConvertCommand(model: Command): void {
           `wrote ${options.out} (model id ${manifest.id})`,
           `  ${config.numLayers} layers, hidden ${config.hiddenSize}, ${config.numHeads} heads, vocab ${config.vocabSize}, ${manifest.parameterCount} parameters`,
           `  attention ${config.attention}: ${DIJIANG_SOURCE_TEXT[dijiangSource]}`,
-          `  tokenizer ${config.tokenizer}; files: ${Object.keys(manifest.files).join(', ')}`,
+          `  tokenizer ${config.tokenizer}; ${options.weights} weights; files: ${Object.keys(manifest.files).join(', ')}`,
           `  ${chatTemplateLine(chatSource)}`,
           '',
         ].join('\n'),

@@ -2,7 +2,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InvalidArgumentError, Option } from 'commander';
 import type { Command } from 'commander';
-import { parseSeed } from './arguments.js';
+import { parseSeed, weightsOption } from './arguments.js';
 import {
   ATTENTION_KINDS,
   BUNDLE_MANIFEST,
@@ -12,10 +12,11 @@ import {
   loadBundle,
   presetConfig,
   PRESET_NAMES,
+  QUANT_BLOCK_SIZE,
   readChatTemplateFile,
   writeBundle,
 } from '#model';
-import type { AttentionKind, BundleManifest, PresetName } from '#model';
+import type { AttentionKind, BundleManifest, PresetName, WeightPrecision } from '#model';
 import { chatTemplateLine, registerConvertCommand } from './convert-command.js';
 
 /** Seed of `model create` when none is given. */
@@ -28,6 +29,7 @@ interface CreateOptions {
   attention: AttentionKind;
   id?: string;
   fp16?: boolean;
+  weights: WeightPrecision;
   chatTemplate?: string;
 }
 
@@ -74,6 +76,18 @@ function chatTemplateSummary(chat: BundleManifest['chat']): string {
   return [`chat template: ${chat.template.length} characters`, ...tokens].join(', ');
 }
 
+function weightsSummary(weights: WeightPrecision): string {
+  switch (weights) {
+    case 'fp32':
+      return 'weights: fp32 (CPU graph)';
+    case 'fp16':
+      return 'weights: fp16 (CPU graph; widened to fp32 when loaded)';
+    case 'int8':
+    case 'int4':
+      return `weights: ${weights} (CPU graph; blocks of ${QUANT_BLOCK_SIZE} with one fp32 scale each; embedding, layers and LM head)`;
+  }
+}
+
 /** Adds the `model` command group: `create`, `inspect` and `convert`. */
 export function registerModelCommands(program: Command): void {
   const model = program.command('model').description('Build, convert and inspect model bundles');
@@ -93,6 +107,7 @@ export function registerModelCommands(program: Command): void {
     )
     .option('--id <id>', 'model id in the bundle (default: PRESET-ATTENTION)')
     .option('--fp16', 'also write the fp16 graph for CUDA workers')
+    .addOption(weightsOption())
     .option('--chat-template <file>', 'Jinja chat template to bundle (Hugging Face style)')
     .action(async (_options: unknown, command: Command) => {
       const options = command.opts<CreateOptions>();
@@ -106,10 +121,11 @@ export function registerModelCommands(program: Command): void {
         id,
         seed: options.seed,
         ...(options.fp16 === undefined ? {} : { fp16: options.fp16 }),
+        weights: options.weights,
         ...(chatTemplate === undefined ? {} : { chat: { template: chatTemplate } }),
       });
       process.stdout.write(
-        `wrote ${options.out} (model id ${manifest.id}, ${manifest.parameterCount} parameters, seed ${options.seed})\n` +
+        `wrote ${options.out} (model id ${manifest.id}, ${manifest.parameterCount} parameters, seed ${options.seed}, ${options.weights} weights)\n` +
           `  ${chatTemplateLine(options.chatTemplate)}\n`,
       );
     });
@@ -137,6 +153,7 @@ export function registerModelCommands(program: Command): void {
         `  graphs: ${Object.entries(manifest.graphs)
           .map(([precision, file]) => `${precision} ${file}`)
           .join(', ')}`,
+        `  ${weightsSummary(manifest.weights ?? 'fp32')}`,
         '  files:',
         `    ${BUNDLE_MANIFEST} ${formatBytes((await stat(join(dir, BUNDLE_MANIFEST))).size)}`,
         ...Object.entries(manifest.files).map(

@@ -62,6 +62,31 @@ describe('dijiang model create / inspect', () => {
     expect(inspected).toContain('state per sequence 32.0 KiB (32768 bytes, any context length)');
   });
 
+  it('stores the CPU graph at the --weights precision; inspect names it', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'dijiang-cli-'));
+    const created = await run(['model', 'create', '--preset', 'tiny', '--out', join(dir, 'q')]);
+    expect(created).toContain('fp32 weights');
+    expect(await run(['model', 'inspect', join(dir, 'q')])).toContain('weights: fp32 (CPU graph)');
+    await run([
+      'model',
+      'create',
+      '--preset',
+      'tiny',
+      '--out',
+      join(dir, 'q4'),
+      '--weights',
+      'int4',
+    ]);
+    expect((await loadBundle(join(dir, 'q4'))).manifest.weights).toBe('int4');
+    expect(await run(['model', 'inspect', join(dir, 'q4')])).toContain(
+      'weights: int4 (CPU graph; blocks of 32 with one fp32 scale each; embedding, layers and LM head)',
+    );
+    vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    await expect(
+      run(['model', 'create', '--preset', 'tiny', '--out', join(dir, 'x'), '--weights', 'int3']),
+    ).rejects.toThrow(/Allowed choices are fp32, fp16, int8, int4/);
+  });
+
   it('rejects an unknown preset', async () => {
     vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
     await expect(run(['model', 'create', '--preset', 'huge', '--out', '/tmp/x'])).rejects.toThrow(
@@ -183,12 +208,16 @@ describe('chat templates (--chat-template)', () => {
         given,
         '--chat-template',
         file,
+        '--weights',
+        'int8',
       ]),
     ).toContain(`  chat template bundled from ${file}\n`);
-    expect((await loadBundle(given)).manifest.chat).toEqual({
+    const givenManifest = (await loadBundle(given)).manifest;
+    expect(givenManifest.chat).toEqual({
       template: ZEPHYR,
       bosToken: '<s>',
       eosToken: '</s>',
     });
+    expect(givenManifest.weights).toBe('int8');
   });
 });

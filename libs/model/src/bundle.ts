@@ -1,7 +1,8 @@
 /**
  * Model bundles: a folder with `model.json` (the manifest), `model.onnx` (+ `model.onnx.data` when
  * the weights are large), optionally `model-fp16.onnx` for CUDA workers, and `tokenizer.json` when
- * the tokenizer is 'hf'. Loading verifies every listed file's size and sha256. The manifest may
+ * the tokenizer is 'hf'. `model.onnx` computes in float32 (CPU workers) and stores its weights as
+ * the manifest's `weights` says (absent: fp32, as every bundle before that field). Loading verifies every listed file's size and sha256. The manifest may
  * carry the model's chat template (see chat-template.ts), a model card (`README.md`, the
  * checkpoint's own) and, for DiJiang, the form of its decay (see decay.ts).
  */
@@ -20,6 +21,7 @@ import {
 import { writeOnnxModel, type ExternalDataMode } from './onnx/export.js';
 import type { Precision } from './onnx/model-graph.js';
 import { decayForm } from './decay.js';
+import { WEIGHT_PRECISIONS, type WeightPrecision } from './quantize.js';
 import { parameterCount, validateWeights, type Weights } from './weights.js';
 
 export const BUNDLE_MANIFEST = 'model.json';
@@ -51,8 +53,13 @@ export const bundleManifestSchema = z.strictObject({
   id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/),
   config: modelConfigSchema,
   tokenizer: z.enum(['byte', 'hf']),
-  /** Graph file per precision; fp32 always, fp16 when built for CUDA. */
+  /**
+   * Graph file per compute precision: fp32 (CPU workers) always, fp16 (all-fp16, CUDA workers)
+   * when built for CUDA.
+   */
   graphs: z.strictObject({ fp32: z.string(), fp16: z.string().optional() }),
+  /** How the fp32 graph stores its weights; absent means fp32. */
+  weights: z.enum(WEIGHT_PRECISIONS).optional(),
   /** Every file of the bundle except model.json, with its checksum. */
   files: z.record(z.string(), fileEntrySchema),
   parameterCount: z.number().int().positive(),
@@ -76,6 +83,8 @@ export interface WriteBundleOptions {
   seed?: number;
   /** Also write the fp16 graph for CUDA workers. @defaultValue false */
   fp16?: boolean;
+  /** How the fp32 (CPU) graph stores its weights. @defaultValue 'fp32' */
+  weights?: WeightPrecision;
   /** @defaultValue 'auto' */
   externalData?: ExternalDataMode;
   /** Path of a Hugging Face tokenizer.json to copy; required when config.tokenizer is 'hf'. */
@@ -126,6 +135,7 @@ export async function writeBundle(
   for (const precision of precisions) {
     const onnx = await writeOnnxModel(config, weights, join(dir, BUNDLE_GRAPHS[precision]), {
       precision,
+      ...(options.weights === undefined ? {} : { weights: options.weights }),
       ...(options.externalData === undefined ? {} : { externalData: options.externalData }),
     });
     written.push(onnx.modelPath);
@@ -148,6 +158,9 @@ export async function writeBundle(
     config,
     tokenizer: config.tokenizer,
     graphs: options.fp16 === true ? { ...BUNDLE_GRAPHS } : { fp32: BUNDLE_GRAPHS.fp32 },
+    ...(options.weights === undefined || options.weights === 'fp32'
+      ? {}
+      : { weights: options.weights }),
     files,
     parameterCount: parameterCount(config),
     stateBytesPerSequence: stateBytesPerSequence(config),

@@ -19,6 +19,7 @@ import type { BundleChat } from './chat-template.js';
 import { BYTE_VOCAB_SIZE, modelConfigSchema } from './config.js';
 import type { AttentionKind, ModelConfig } from './config.js';
 import { assertPositiveD1 } from './decay.js';
+import type { WeightPrecision } from './quantize.js';
 import { readSafetensorsCheckpoint } from './safetensors.js';
 import { HfTokenizer, TOKENIZER_FILE } from './tokenizers/index.js';
 import {
@@ -240,6 +241,8 @@ export interface ConvertOptions extends ReadHfCheckpointOptions {
   readonly id?: string;
   /** Also write the fp16 graph for CUDA workers. @defaultValue false */
   readonly fp16?: boolean;
+  /** How the CPU graph stores its weights. @defaultValue 'fp32' */
+  readonly weights?: WeightPrecision;
 }
 
 export interface ConvertResult {
@@ -263,6 +266,7 @@ export async function convertCheckpoint(
   const manifest = await writeBundle(out, checkpoint.config, checkpoint.weights, {
     id,
     ...(options.fp16 === undefined ? {} : { fp16: options.fp16 }),
+    ...(options.weights === undefined ? {} : { weights: options.weights }),
     ...(checkpoint.tokenizerFile === undefined
       ? {}
       : { tokenizerJsonPath: checkpoint.tokenizerFile }),

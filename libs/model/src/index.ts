@@ -15,3 +15,4 @@ export * from './safetensors-write.js';
 export * from './tokenizers/index.js';
 export * from './convert.js';
 export * from './presets.js';
+export * from './quantize.js';

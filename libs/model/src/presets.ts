@@ -1,5 +1,6 @@
 import { writeBundle, type BundleManifest } from './bundle.js';
 import { presetConfig, type AttentionKind, type PresetName } from './config.js';
+import type { WeightPrecision } from './quantize.js';
 import { initWeights } from './weights.js';
 
 /**
@@ -18,7 +19,13 @@ export const DEFAULT_MODEL_CHECKPOINT = `checkpoints/${DEFAULT_MODEL_ID}`;
 export async function createPresetBundle(
   dir: string,
   preset: PresetName,
-  options: { seed?: number; attention?: AttentionKind; id?: string; fp16?: boolean } = {},
+  options: {
+    seed?: number;
+    attention?: AttentionKind;
+    id?: string;
+    fp16?: boolean;
+    weights?: WeightPrecision;
+  } = {},
 ): Promise<BundleManifest> {
   const attention = options.attention ?? 'dijiang';
   const seed = options.seed ?? 0;
@@ -27,5 +34,6 @@ export async function createPresetBundle(
     id: options.id ?? `${preset}-${attention}`,
     seed,
     ...(options.fp16 === undefined ? {} : { fp16: options.fp16 }),
+    ...(options.weights === undefined ? {} : { weights: options.weights }),
   });
 }

@@ -7,10 +7,17 @@
 import { open, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { ModelConfig } from '../config.js';
+import type { WeightPrecision } from '../quantize.js';
 import type { Weights } from '../weights.js';
 import type { Initializer } from './graph-builder.js';
 import { buildModelGraph, type Precision } from './model-graph.js';
-import { encodeModel, IR_VERSION, OPSET_VERSION, type TensorMessage } from './proto.js';
+import {
+  CONTRIB_DOMAIN,
+  encodeModel,
+  IR_VERSION,
+  OPSET_VERSION,
+  type TensorMessage,
+} from './proto.js';
 
 /** Above 1 GiB of weights, use external data (keeps the protobuf well below its 2 GiB limit). */
 export const EXTERNAL_DATA_THRESHOLD_BYTES = 2 ** 30;
@@ -24,6 +31,8 @@ export type ExternalDataMode = 'auto' | 'always' | 'never';
 export interface WriteOnnxOptions {
   /** @defaultValue 'fp32' */
   precision?: Precision;
+  /** How a float32 graph stores its large matrices (see quantize.ts). @defaultValue 'fp32' */
+  weights?: WeightPrecision;
   /** @defaultValue 'auto': external data when the weights exceed {@link EXTERNAL_DATA_THRESHOLD_BYTES} */
   externalData?: ExternalDataMode;
 }
@@ -42,7 +51,8 @@ export async function writeOnnxModel(
   options: WriteOnnxOptions = {},
 ): Promise<WrittenOnnx> {
   const precision = options.precision ?? 'fp32';
-  const graph = buildModelGraph(config, weights, precision);
+  const weightPrecision = precision === 'fp32' ? (options.weights ?? 'fp32') : precision;
+  const graph = buildModelGraph(config, weights, precision, weightPrecision);
   const totalBytes = graph.initializers.reduce((sum, init) => sum + init.bytes.byteLength, 0);
   const mode = options.externalData ?? 'auto';
   const external =
@@ -93,8 +103,13 @@ export async function writeOnnxModel(
     irVersion: IR_VERSION,
     producerName: 'dijiang-cluster',
     producerVersion: '0.1.0',
-    docString: `GPT-NeoX with ${config.attention} attention, ${precision}`,
-    opsetImport: [{ domain: '', version: OPSET_VERSION }],
+    docString:
+      `GPT-NeoX with ${config.attention} attention, ${precision}` +
+      (weightPrecision === precision ? '' : ` with ${weightPrecision} weights`),
+    opsetImport: [
+      { domain: '', version: OPSET_VERSION },
+      ...(graph.usesContribOps ? [{ domain: CONTRIB_DOMAIN, version: 1 }] : []),
+    ],
     metadataProps: [{ key: 'dijiang.config', value: JSON.stringify(config) }],
     graph: {
       name: `gpt-neox-${config.attention}`,

@@ -1,5 +1,6 @@
 import {
   AttributeType,
+  CONTRIB_DOMAIN,
   TensorDataType,
   valueInfo,
   type AttributeMessage,
@@ -84,6 +85,8 @@ export class GraphBuilder {
   readonly outputs: ValueInfoMessage[] = [];
   private counter = 0;
   private readonly constants = new Map<string, string>();
+  /** Whether a node uses onnxruntime's contrib domain (the model then imports that opset). */
+  usesContribOps = false;
 
   private fresh(hint: string): string {
     this.counter++;
@@ -123,6 +126,20 @@ export class GraphBuilder {
       output,
       attribute: Object.entries(attributes).map(([key, value]) => attribute(key, value)),
     });
+    return output;
+  }
+
+  /** Adds a single-output node of onnxruntime's contrib domain and returns the output's name. */
+  contribOp(
+    opType: string,
+    inputs: readonly string[],
+    attributes: Readonly<Record<string, AttributeValue>>,
+  ): string {
+    const output = this.op(opType, inputs, attributes);
+    const node = this.nodes.at(-1);
+    if (node === undefined) throw new Error(`node ${opType} was not added`);
+    node.domain = CONTRIB_DOMAIN;
+    this.usesContribOps = true;
     return output;
   }
 
@@ -189,6 +206,7 @@ export class GraphBuilder {
           return this.initializer(name, dataType, [], toFloat16Bits([value]));
         case TensorDataType.Double:
           return this.initializer(name, dataType, [], Float64Array.of(value));
+        case TensorDataType.UInt8:
         case TensorDataType.Int64:
         case TensorDataType.Bool:
           throw new Error(`scalar(): use int64() for integer constants, got data type ${dataType}`);

@@ -3,6 +3,7 @@
  * model's config, weights and dimensions, and small helpers over ONNX ops that the parts share.
  */
 import { headDim, rotaryDims, type ModelConfig } from '../config.js';
+import type { WeightPrecision } from '../quantize.js';
 import { getTensor, type Weights } from '../weights.js';
 import { float, GraphBuilder } from './graph-builder.js';
 import { TensorDataType } from './proto.js';
@@ -18,6 +19,11 @@ export interface GraphContext {
   readonly weights: Weights;
   readonly precision: Precision;
   readonly computeType: ComputeType;
+  /**
+   * How the large matrices (embedding, fused Gemms, LM head) are stored in a float32 graph; an
+   * fp16 graph stores everything in fp16 and ignores it.
+   */
+  readonly weightPrecision: WeightPrecision;
   readonly hidden: number;
   readonly heads: number;
   /** d: the size of each head. */
@@ -35,6 +41,7 @@ export function createGraphContext(
   config: ModelConfig,
   weights: Weights,
   precision: Precision,
+  weightPrecision: WeightPrecision = 'fp32',
 ): GraphContext {
   return {
     g: new GraphBuilder(),
@@ -42,6 +49,7 @@ export function createGraphContext(
     weights,
     precision,
     computeType: precision === 'fp32' ? TensorDataType.Float : TensorDataType.Float16,
+    weightPrecision,
     hidden: config.hiddenSize,
     heads: config.numHeads,
     headDim: headDim(config),

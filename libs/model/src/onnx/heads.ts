@@ -2,21 +2,32 @@
  * The ends of the model graph: the token embedding in, and out the final norm with the LM head
  * (last logits, their log-normaliser, scored targets' log-probs) and the carried state.
  */
-import { param, slice, toFloat32, type GraphContext } from './graph-context.js';
+import { param, slice, tensor, toFloat32, type GraphContext } from './graph-context.js';
 import { GraphOutput, stateDims, type GraphInputs } from './graph-io.js';
 import type { ChunkGeometry } from './positions.js';
 import { TensorDataType } from './proto.js';
+import {
+  gatherRows,
+  multiplyTransposed,
+  storeMatrix,
+  type MatrixUse,
+  type StoredMatrix,
+} from './stored-weights.js';
+
+/** A [vocab, hidden] checkpoint matrix (embedding or LM head) in the graph's weight precision. */
+function vocabMatrix(ctx: GraphContext, name: string, use: MatrixUse): StoredMatrix {
+  const { vocabSize } = ctx.config;
+  const values = tensor(ctx, name, [vocabSize, ctx.hidden]);
+  return storeMatrix(ctx, name, values, vocabSize, ctx.hidden, use);
+}
 
 /** The embeddings of all B*T tokens, [B*T, hidden]. */
 export function embed(ctx: GraphContext, ids: string): string {
-  const { g, config } = ctx;
-  return g.op(
-    'Gather',
-    [
-      param(ctx, 'gpt_neox.embed_in.weight', [config.vocabSize, ctx.hidden]),
-      g.op('Reshape', [ids, g.int64([-1])]),
-    ],
-    { axis: 0 },
+  const { g } = ctx;
+  return gatherRows(
+    ctx,
+    vocabMatrix(ctx, 'gpt_neox.embed_in.weight', 'gather'),
+    g.op('Reshape', [ids, g.int64([-1])]),
   );
 }
 
@@ -27,14 +38,14 @@ export function emitLanguageModelHead(
   inputs: GraphInputs,
   h: string,
 ): void {
-  const { g, config, hidden } = ctx;
+  const { g, hidden } = ctx;
   const prefix = 'gpt_neox.final_layer_norm';
   const finalHidden = g.op(
     'LayerNormalization',
     [h, param(ctx, `${prefix}.weight`, [hidden]), param(ctx, `${prefix}.bias`, [hidden])],
     { axis: -1, epsilon: ctx.eps },
   );
-  const embedOut = param(ctx, 'embed_out.weight', [config.vocabSize, hidden]);
+  const embedOut = vocabMatrix(ctx, 'embed_out.weight', 'multiply');
   emitLastLogits(ctx, geometry, inputs.validLen, finalHidden, embedOut);
   emitTargetLogprobs(ctx, geometry, inputs.targets, finalHidden, embedOut);
 }
@@ -44,7 +55,7 @@ function emitLastLogits(
   geometry: ChunkGeometry,
   validLen: string,
   finalHidden: string,
-  embedOut: string,
+  embedOut: StoredMatrix,
 ): void {
   const { g } = ctx;
   // Each row's last valid position in the flattened [B * T] rows (a row with valid_len 0 reads its first).
@@ -55,9 +66,11 @@ function emitLastLogits(
     ]),
     g.op('Max', [g.op('Sub', [validLen, g.int64([1], [])]), g.int64([0], [])]),
   ]);
-  const logits = g.op('Gemm', [g.op('Gather', [finalHidden, lastRow], { axis: 0 }), embedOut], {
-    transB: 1,
-  });
+  const logits = multiplyTransposed(
+    ctx,
+    g.op('Gather', [finalHidden, lastRow], { axis: 0 }),
+    embedOut,
+  );
   const logits32 = toFloat32(ctx, logits);
   g.output(GraphOutput.Logits, logits32, TensorDataType.Float, ['batch', ctx.config.vocabSize]);
   // max + log(sum(exp(logits - max))): stable however large the logits.
@@ -83,7 +96,7 @@ function emitTargetLogprobs(
   geometry: ChunkGeometry,
   targets: string,
   finalHidden: string,
-  embedOut: string,
+  embedOut: StoredMatrix,
 ): void {
   const { g, hidden } = ctx;
   // Scoring: only the first S positions of each row, so S = 0 costs nothing.
@@ -102,7 +115,7 @@ function emitTargetLogprobs(
   ]);
   const logProbs = g.op(
     'LogSoftmax',
-    [toFloat32(ctx, g.op('Gemm', [scoredHidden, embedOut], { transB: 1 }))],
+    [toFloat32(ctx, multiplyTransposed(ctx, scoredHidden, embedOut))],
     { axis: -1 },
   );
   const targetLogProbs = g.op(

@@ -17,6 +17,7 @@
  * never attended to (softmax).
  */
 import type { ModelConfig } from '../config.js';
+import type { WeightPrecision } from '../quantize.js';
 import type { Weights } from '../weights.js';
 import { dijiangAttention, dijiangGraphValues } from './blocks/dijiang.js';
 import {
@@ -54,8 +55,9 @@ export function buildModelGraph(
   config: ModelConfig,
   weights: Weights,
   precision: Precision = 'fp32',
+  weightPrecision: WeightPrecision = 'fp32',
 ): GraphBuilder {
-  const ctx = createGraphContext(config, weights, precision);
+  const ctx = createGraphContext(config, weights, precision, weightPrecision);
   const norm = unitNorm(ctx);
   const inputs = declareInputs(ctx);
   const geometry = chunkGeometry(ctx, inputs.ids, inputs.startPos);

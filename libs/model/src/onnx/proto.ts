@@ -6,6 +6,7 @@ import protobuf from 'protobufjs';
 
 export const TensorDataType = {
   Float: 1,
+  UInt8: 2,
   Int64: 7,
   Bool: 9,
   Float16: 10,
@@ -25,6 +26,8 @@ export const AttributeType = {
 /** ONNX IR version 9 goes with opset 20 (ONNX 1.15), the first with the Gelu operator. */
 export const IR_VERSION = 9;
 export const OPSET_VERSION = 20;
+/** onnxruntime's contrib operators (MatMulNBits, GatherBlockQuantized), opset 1. */
+export const CONTRIB_DOMAIN = 'com.microsoft';
 
 const schema = {
   nested: {
@@ -151,6 +154,8 @@ export interface NodeMessage {
   input: string[];
   output: string[];
   attribute: AttributeMessage[];
+  /** The operator's domain; absent: the default ONNX domain. */
+  domain?: string;
 }
 
 /** A dimension is a number (fixed) or a string (symbolic). */

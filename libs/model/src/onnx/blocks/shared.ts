@@ -5,6 +5,7 @@
  */
 import { layerPrefix } from '../../weights.js';
 import { constant, headsFirst, pick, split, tensor, type GraphContext } from '../graph-context.js';
+import { multiplyTransposed, storeMatrix } from '../stored-weights.js';
 import {
   foldNormAffine,
   fuseOutputProjection,
@@ -107,14 +108,11 @@ export function fusedInput(
   const { g, hidden } = ctx;
   const p = layerPrefix(layer);
   const fused = fusedInputWeights(ctx, layer);
-  const projected = g.op(
-    'Gemm',
-    [
-      g.op('LayerNormalization', [h, norm.scale, norm.bias], { axis: -1, epsilon: ctx.eps }),
-      constant(ctx, `${p}fused_input.weight`, [fused.rows, hidden], fused.weight),
-      constant(ctx, `${p}fused_input.bias`, [fused.rows], fused.bias),
-    ],
-    { transB: 1 },
+  const projected = multiplyTransposed(
+    ctx,
+    g.op('LayerNormalization', [h, norm.scale, norm.bias], { axis: -1, epsilon: ctx.eps }),
+    storeMatrix(ctx, `${p}fused_input.weight`, fused.weight, fused.rows, hidden, 'multiply'),
+    constant(ctx, `${p}fused_input.bias`, [fused.rows], fused.bias),
   );
   const gated = ctx.config.attention === 'dijiang';
   const projections = split(
@@ -150,14 +148,11 @@ export function blockOutput(
     hidden,
     ffn,
   );
-  const blockOut = g.op(
-    'Gemm',
-    [
-      g.op('Concat', [attentionInput, g.op('Gelu', [up])], { axis: 1 }),
-      constant(ctx, `${p}fused_output.weight`, [hidden, hidden + ffn], fused.weight),
-      constant(ctx, `${p}fused_output.bias`, [hidden], fused.bias),
-    ],
-    { transB: 1 },
+  const blockOut = multiplyTransposed(
+    ctx,
+    g.op('Concat', [attentionInput, g.op('Gelu', [up])], { axis: 1 }),
+    storeMatrix(ctx, `${p}fused_output.weight`, fused.weight, hidden, hidden + ffn, 'multiply'),
+    constant(ctx, `${p}fused_output.bias`, [hidden], fused.bias),
   );
   return g.op('Add', [h, blockOut]);
 }
