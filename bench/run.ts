@@ -8,7 +8,15 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { withEngineMallocTuning } from '#processes';
 
-const SCRIPTS = ['model.js', 'kernels.js', 'engine.js', 'documents.js', 'gateway.js', 'scaling.js'];
+const SCRIPTS = [
+  'model.js',
+  'kernels.js',
+  'engine.js',
+  'weights.js',
+  'documents.js',
+  'gateway.js',
+  'scaling.js',
+];
 const requested = process.argv.slice(2).map((name) => `${name.replace(/\.(js|ts)$/, '')}.js`);
 const unknown = requested.filter((script) => !SCRIPTS.includes(script));
 if (unknown.length > 0) {
