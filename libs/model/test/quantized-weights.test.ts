@@ -3,12 +3,18 @@
  * with a decoder written here, and each precision's graph against the float64 oracle (which always
  * computes with the original float32 weights) under a tolerance derived from its rounding error.
  */
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import ort from 'onnxruntime-node';
 import {
+  CONTRIB_DOMAIN,
   decodeModel,
+  encodeModel,
+  IR_VERSION,
+  OPSET_VERSION,
+  TensorDataType,
   loadBundle,
   logSoftmaxRows,
   oracleLogits,
@@ -21,8 +27,14 @@ import {
   type BlockQuantized,
   type WeightPrecision,
 } from '#model';
-import { openSession, runChunk } from '#engine/runtime';
-import { readFile } from 'node:fs/promises';
+import { openSession, runChunk, type InferenceSession } from '#engine/runtime';
+import { createGraphContext } from '../src/onnx/graph-context.js';
+import {
+  gatherRows,
+  multiplyTransposed,
+  storeMatrix,
+  type MatrixUse,
+} from '../src/onnx/stored-weights.js';
 import { randomIds, testWeights } from './support.js';
 
 /** Element (row, column) as the kernels read it, decoded here from the packed bytes. */
@@ -210,4 +222,108 @@ describe('bundles with quantized weights', () => {
     expect((sizes.get('int8') ?? NaN) / fp32).toBeLessThan(0.11 + (0.89 * 9) / 32 + 0.01);
     expect((sizes.get('int4') ?? NaN) / fp32).toBeLessThan(0.11 + (0.89 * 5) / 32 + 0.01);
   });
+});
+
+/** A graph of one stored matrix read by one op: `gather` rows of it, or `multiply` by it. */
+async function singleOpSession(
+  weightPrecision: 'int8' | 'int4',
+  use: MatrixUse,
+  matrix: Float32Array,
+  rows: number,
+  columns: number,
+): Promise<InferenceSession> {
+  const config = presetConfig('tiny', 'dijiang');
+  const ctx = createGraphContext(config, new Map(), 'fp32', weightPrecision);
+  const { g } = ctx;
+  const stored = storeMatrix(ctx, 'w', matrix, rows, columns, use);
+  if (use === 'gather') {
+    const ids = g.input('ids', TensorDataType.Int64, ['n']);
+    g.output('y', gatherRows(ctx, stored, ids), TensorDataType.Float, ['n', columns]);
+  } else {
+    const x = g.input('x', TensorDataType.Float, ['m', columns]);
+    g.output('y', multiplyTransposed(ctx, x, stored), TensorDataType.Float, ['m', rows]);
+  }
+  const bytes = encodeModel({
+    irVersion: IR_VERSION,
+    producerName: 'test',
+    producerVersion: '0',
+    docString: '',
+    opsetImport: [
+      { domain: '', version: OPSET_VERSION },
+      { domain: CONTRIB_DOMAIN, version: 1 },
+    ],
+    metadataProps: [],
+    graph: {
+      name: 'single-op',
+      node: g.nodes,
+      initializer: g.initializers.map((init) => ({
+        name: init.name,
+        dims: [...init.dims],
+        dataType: init.dataType,
+        rawData: init.bytes,
+      })),
+      input: g.inputs,
+      output: g.outputs,
+    },
+  });
+  const dir = await mkdtemp(join(tmpdir(), 'dijiang-single-op-'));
+  await writeFile(join(dir, 'op.onnx'), bytes);
+  return openSession(join(dir, 'op.onnx'), { intraOpNumThreads: 1 });
+}
+
+describe('the quantized ops read the quantizer layout', () => {
+  const rows = 24;
+  const columns = 96;
+  const rng = new Rng(7);
+  const matrix = Float32Array.from({ length: rows * columns }, () => rng.normal());
+
+  it.each(['int8', 'int4'] as const)(
+    '%s: GatherBlockQuantized returns the dequantized rows exactly',
+    async (precision) => {
+      const q = quantizeBlocks(matrix, rows, columns, precision === 'int8' ? 8 : 4);
+      const session = await singleOpSession(precision, 'gather', matrix, rows, columns);
+      const ids = [3, 0, 23, 3];
+      const { y } = await session.run({
+        ids: new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [ids.length]),
+      });
+      await session.release();
+      const expected = ids.flatMap((row) =>
+        Array.from({ length: columns }, (_, column) => Math.fround(decoded(q, row, column).value)),
+      );
+      expect(Array.from(y?.data as Float32Array)).toEqual(expected);
+    },
+  );
+
+  it.each(['int8', 'int4'] as const)(
+    '%s: MatMulNBits computes x W^T of the dequantized W within its int8 rounding of x',
+    async (precision) => {
+      const q = quantizeBlocks(matrix, rows, columns, precision === 'int8' ? 8 : 4);
+      const session = await singleOpSession(precision, 'multiply', matrix, rows, columns);
+      const m = 3;
+      const x = Float32Array.from({ length: m * columns }, () => rng.normal());
+      const { y } = await session.run({ x: new ort.Tensor('float32', x, [m, columns]) });
+      await session.release();
+      const actual = y?.data as Float32Array;
+      for (let i = 0; i < m; i++) {
+        for (let n = 0; n < rows; n++) {
+          // Accuracy level 4 rounds each block of 32 activations to int8 (step max|x| / 127):
+          // each product may move by |w| times half that step.
+          let exact = 0;
+          let bound = 0;
+          for (let block = 0; block < columns / 32; block++) {
+            const xs = x.subarray(i * columns + block * 32, i * columns + block * 32 + 32);
+            const halfStep = Math.max(...Array.from(xs, Math.abs)) / 127 / 2;
+            for (let k = 0; k < 32; k++) {
+              const w = decoded(q, n, block * 32 + k).value;
+              exact += w * (xs[k] ?? NaN);
+              bound += Math.abs(w) * halfStep;
+            }
+          }
+          expect(Math.abs((actual[i * rows + n] ?? NaN) - exact)).toBeLessThanOrEqual(
+            bound + 1e-5 * Math.abs(exact),
+          );
+        }
+      }
+    },
+  );
 });
