@@ -15,3 +15,5 @@ export * from './safetensors-write.js';
 export * from './tokenizers/index.js';
 export * from './convert.js';
 export * from './presets.js';
+export * from './gguf/gguf-write.js';
+export * from './gguf/gptneox-gguf.js';
