@@ -17,6 +17,7 @@ import {
 } from '#model';
 import type { AttentionKind, BundleManifest, PresetName } from '#model';
 import { chatTemplateLine, registerConvertCommand } from './convert-command.js';
+import { registerExportGgufCommand } from './export-gguf-command.js';
 
 /** Seed of `model create` when none is given. */
 const DEFAULT_CREATE_SEED = 0;
@@ -74,7 +75,7 @@ function chatTemplateSummary(chat: BundleManifest['chat']): string {
   return [`chat template: ${chat.template.length} characters`, ...tokens].join(', ');
 }
 
-/** Adds the `model` command group: `create`, `inspect` and `convert`. */
+/** Adds the `model` command group: `create`, `inspect`, `convert` and `export-gguf`. */
 export function registerModelCommands(program: Command): void {
   const model = program.command('model').description('Build, convert and inspect model bundles');
 
@@ -155,4 +156,5 @@ export function registerModelCommands(program: Command): void {
     });
 
   registerConvertCommand(model);
+  registerExportGgufCommand(model);
 }

@@ -17,3 +17,4 @@ export * from './convert.js';
 export * from './presets.js';
 export * from './gguf/gguf-write.js';
 export * from './gguf/gptneox-gguf.js';
+export * from './gguf/bundle-gguf.js';

@@ -27,12 +27,15 @@ export type GgufValue =
   | { type: 'i32s'; value: readonly number[] };
 
 /** ggml tensor types this writer can encode (ggml_type numbers). */
-export const GGML_TYPES = { f32: 0, f16: 1, q8_0: 8 } as const;
+export const GGML_TYPES = { f32: 0, f16: 1, q4_0: 2, q8_0: 8 } as const;
 export type GgmlTensorType = keyof typeof GGML_TYPES;
 
-/** q8_0: 32 values share one fp16 scale; a block is the scale then 32 int8 (34 bytes). */
-export const Q8_0_BLOCK = 32;
-const Q8_0_BLOCK_BYTES = 2 + Q8_0_BLOCK;
+/**
+ * Both quantised types take blocks of 32 values that share one fp16 scale: q8_0 stores the scale
+ * then 32 int8 (34 bytes), q4_0 the scale then 16 bytes of 4-bit values (18 bytes).
+ */
+export const QUANT_BLOCK = 32;
+const BLOCK_BYTES = { q8_0: 2 + QUANT_BLOCK, q4_0: 2 + QUANT_BLOCK / 2 } as const;
 
 export interface GgufTensor {
   name: string;
@@ -56,7 +59,8 @@ export function encodedBytes(tensor: Pick<GgufTensor, 'dims' | 'type'>): number 
     case 'f16':
       return 2 * count;
     case 'q8_0':
-      return (count / Q8_0_BLOCK) * Q8_0_BLOCK_BYTES;
+    case 'q4_0':
+      return (count / QUANT_BLOCK) * BLOCK_BYTES[tensor.type];
   }
 }
 
@@ -65,26 +69,62 @@ export function encodedBytes(tensor: Pick<GgufTensor, 'dims' | 'type'>): number 
  * as fp16, q = round-half-away-from-zero(x / d) computed with the float32 scale.
  */
 export function quantizeQ8_0(values: Float32Array): Uint8Array {
-  if (values.length % Q8_0_BLOCK !== 0) {
-    throw new Error(`q8_0 needs a multiple of ${Q8_0_BLOCK} values, got ${values.length}`);
-  }
-  const blocks = values.length / Q8_0_BLOCK;
-  const out = new Uint8Array(blocks * Q8_0_BLOCK_BYTES);
+  const blocks = blockCount(values, 'q8_0');
+  const out = new Uint8Array(blocks * BLOCK_BYTES.q8_0);
   const view = new DataView(out.buffer);
   for (let block = 0; block < blocks; block++) {
-    const start = block * Q8_0_BLOCK;
+    const start = block * QUANT_BLOCK;
     let amax = 0;
-    for (let i = 0; i < Q8_0_BLOCK; i++) amax = Math.max(amax, Math.abs(values[start + i] ?? 0));
+    for (let i = 0; i < QUANT_BLOCK; i++) amax = Math.max(amax, Math.abs(values[start + i] ?? 0));
     const scale = Math.fround(amax / 127);
     const inverse = scale === 0 ? 0 : Math.fround(1 / scale);
-    const base = block * Q8_0_BLOCK_BYTES;
+    const base = block * BLOCK_BYTES.q8_0;
     view.setUint16(base, numberToFloat16Bits(scale), true);
-    for (let i = 0; i < Q8_0_BLOCK; i++) {
+    for (let i = 0; i < QUANT_BLOCK; i++) {
       const scaled = Math.fround((values[start + i] ?? 0) * inverse);
       view.setInt8(base + 2 + i, Math.sign(scaled) * Math.round(Math.abs(scaled)));
     }
   }
   return out;
+}
+
+/**
+ * ggml's reference q4_0 quantisation (quantize_row_q4_0_ref): per block the value of largest
+ * magnitude m gives d = m / -8 (fp16), q = min(15, trunc(x / d + 8.5)); byte j holds value j in
+ * its low nibble and value j + 16 in its high nibble.
+ */
+export function quantizeQ4_0(values: Float32Array): Uint8Array {
+  const blocks = blockCount(values, 'q4_0');
+  const out = new Uint8Array(blocks * BLOCK_BYTES.q4_0);
+  const view = new DataView(out.buffer);
+  const half = QUANT_BLOCK / 2;
+  for (let block = 0; block < blocks; block++) {
+    const start = block * QUANT_BLOCK;
+    let extreme = 0;
+    for (let i = 0; i < QUANT_BLOCK; i++) {
+      const value = values[start + i] ?? 0;
+      if (Math.abs(value) > Math.abs(extreme)) extreme = value;
+    }
+    const scale = Math.fround(extreme / -8);
+    const inverse = scale === 0 ? 0 : Math.fround(1 / scale);
+    const base = block * BLOCK_BYTES.q4_0;
+    view.setUint16(base, numberToFloat16Bits(scale), true);
+    const level = (value: number): number =>
+      Math.min(15, Math.trunc(Math.fround(Math.fround(value * inverse) + 8.5)));
+    for (let j = 0; j < half; j++) {
+      const low = level(values[start + j] ?? 0);
+      const high = level(values[start + half + j] ?? 0);
+      view.setUint8(base + 2 + j, low | (high << 4));
+    }
+  }
+  return out;
+}
+
+function blockCount(values: Float32Array, type: 'q8_0' | 'q4_0'): number {
+  if (values.length % QUANT_BLOCK !== 0) {
+    throw new Error(`${type} needs a multiple of ${QUANT_BLOCK} values, got ${values.length}`);
+  }
+  return values.length / QUANT_BLOCK;
 }
 
 function encodeTensor(tensor: GgufTensor): Uint8Array {
@@ -98,6 +138,8 @@ function encodeTensor(tensor: GgufTensor): Uint8Array {
     }
     case 'q8_0':
       return quantizeQ8_0(tensor.data);
+    case 'q4_0':
+      return quantizeQ4_0(tensor.data);
   }
 }
 
@@ -207,9 +249,9 @@ export async function writeGguf(
         `tensor ${tensor.name}: dims [${tensor.dims.join(', ')}] need ${count} values, got ${tensor.data.length}`,
       );
     }
-    if (tensor.type === 'q8_0' && (tensor.dims[0] ?? 0) % Q8_0_BLOCK !== 0) {
+    if (tensor.type in BLOCK_BYTES && (tensor.dims[0] ?? 0) % QUANT_BLOCK !== 0) {
       throw new Error(
-        `tensor ${tensor.name}: q8_0 rows must be a multiple of ${Q8_0_BLOCK} values, got ${tensor.dims[0]}`,
+        `tensor ${tensor.name}: ${tensor.type} rows must be a multiple of ${QUANT_BLOCK} values, got ${tensor.dims[0]}`,
       );
     }
     header.string(tensor.name);

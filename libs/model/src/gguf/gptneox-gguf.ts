@@ -19,11 +19,11 @@ import { headDim, rotaryDims, type ModelConfig } from '../config.js';
 import { getTensor, layerPrefix, type Weights } from '../weights.js';
 import { writeGguf, type GgmlTensorType, type GgufTensor, type GgufValue } from './gguf-write.js';
 
-export const GGUF_FILE_TYPES = ['f32', 'f16', 'q8_0'] as const;
+export const GGUF_FILE_TYPES = ['f32', 'f16', 'q8_0', 'q4_0'] as const;
 export type GgufFileType = (typeof GGUF_FILE_TYPES)[number];
 
-/** llama_ftype of each file type (`general.file_type`): ALL_F32, MOSTLY_F16, MOSTLY_Q8_0. */
-const LLAMA_FTYPE: Record<GgufFileType, number> = { f32: 0, f16: 1, q8_0: 7 };
+/** llama_ftype of each file type (`general.file_type`): ALL_F32, MOSTLY_F16, MOSTLY_Q8_0, MOSTLY_Q4_0. */
+const LLAMA_FTYPE: Record<GgufFileType, number> = { f32: 0, f16: 1, q8_0: 7, q4_0: 2 };
 
 export interface GgufExportOptions {
   /** Type of the 2-D weights (embeddings included). @defaultValue 'f32' */
@@ -82,7 +82,11 @@ function placeholderVocabulary(vocabSize: number): string[] {
   );
 }
 
-function metadata(config: ModelConfig, options: GgufExportOptions): Map<string, GgufValue> {
+/** The metadata llama.cpp's `gptneox` loader reads (hyperparameters, placeholder vocabulary). */
+export function gptNeoxGgufMetadata(
+  config: ModelConfig,
+  options: GgufExportOptions,
+): Map<string, GgufValue> {
   const type = options.type ?? 'f32';
   const u32 = (value: number): GgufValue => ({ type: 'u32', value });
   return new Map<string, GgufValue>([
@@ -187,7 +191,9 @@ export function gptNeoxGgufTensors(
 
 /**
  * Writes the GPT-NeoX backbone of `weights` as a GGUF file llama.cpp loads as `gptneox`. For
- * q8_0, the hidden and feed-forward sizes must be multiples of 32 (every Pythia shape is).
+ * q8_0 and q4_0, the hidden and feed-forward sizes must be multiples of 32 (every Pythia shape's
+ * are); unlike llama-quantize's presets, every 2-D weight (embeddings and LM head too) gets the
+ * one type.
  */
 export async function writeGptNeoxGguf(
   path: string,
@@ -196,5 +202,9 @@ export async function writeGptNeoxGguf(
   options: GgufExportOptions,
 ): Promise<{ bytes: number }> {
   const type = options.type ?? 'f32';
-  return writeGguf(path, metadata(config, options), gptNeoxGgufTensors(config, weights, type));
+  return writeGguf(
+    path,
+    gptNeoxGgufMetadata(config, options),
+    gptNeoxGgufTensors(config, weights, type),
+  );
 }

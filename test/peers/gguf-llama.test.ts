@@ -1,0 +1,168 @@
+/**
+ * The GGUF export against llama.cpp itself (node-llama-cpp's prebuilt CPU binary): its GGUF
+ * reader parses what we write, and llama.cpp's log-probs for a prompt equal the float64 oracle's
+ * on the same weights, per weight type within the tolerance bench/llama-peer.ts documents. The
+ * peers benchmark repeats the check on its own shapes before timing anything.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { readGgufFileInfo, type Llama } from 'node-llama-cpp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  createPresetBundle,
+  GGUF_FILE_TYPES,
+  gptNeoxGgufMetadata,
+  gptNeoxGgufTensors,
+  initWeights,
+  presetConfig,
+  quantizeQ4_0,
+  quantizeQ8_0,
+  float16BitsToNumber,
+  writeBundle,
+  writeGguf,
+  writeGptNeoxGguf,
+} from '#model';
+import { testWeights, randomIds } from '../../libs/model/test/support.js';
+import { checkAgainstOracle, openLlama } from '../../bench/llama-peer.js';
+
+const cli = fileURLToPath(new URL('../../bin/dijiang.js', import.meta.url));
+const config = presetConfig('small', 'softmax');
+const weights = testWeights(config, 3);
+const ids = randomIds(48, config.vocabSize, 5);
+const THREADS = 2;
+let dir: string;
+let llama: Llama;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'dijiang-gguf-'));
+  llama = await openLlama(THREADS);
+});
+afterAll(async () => {
+  await llama.dispose();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('GGUF export', () => {
+  it("writes a file node-llama-cpp's reader parses: gptneox metadata and tensor table", async () => {
+    const path = join(dir, 'small-q8_0.gguf');
+    await writeGptNeoxGguf(path, config, weights, { name: 'small', type: 'q8_0' });
+    const info = await readGgufFileInfo(path, { logWarnings: false });
+    expect(info.version).toBe(3);
+    const metadata = info.metadata as unknown as Record<string, Record<string, unknown>>;
+    expect(metadata.general?.architecture).toBe('gptneox');
+    expect(metadata.gptneox).toMatchObject({
+      block_count: config.numLayers,
+      embedding_length: config.hiddenSize,
+      feed_forward_length: config.intermediateSize,
+      use_parallel_residual: true,
+      rope: { dimension_count: 8, freq_base: 10000 },
+      attention: { head_count: config.numHeads },
+    });
+    const tensors = info.fullTensorInfo ?? [];
+    expect(tensors).toHaveLength(4 + 12 * config.numLayers);
+    const qkv = tensors.find((tensor) => tensor.name === 'blk.0.attn_qkv.weight');
+    expect(qkv?.dimensions.map(Number)).toEqual([config.hiddenSize, 3 * config.hiddenSize]);
+    expect(qkv?.ggmlType).toBe(8);
+    expect(tensors.find((tensor) => tensor.name === 'blk.0.attn_qkv.bias')?.ggmlType).toBe(0);
+    expect(tensors.every((tensor) => Number(tensor.offset) % 32 === 0)).toBe(true);
+  });
+
+  it('quantises q8_0 and q4_0 blocks as ggml decodes them: within half a step of each value', () => {
+    const values = Float32Array.from(randomIds(256, 2001, 9), (id) => (id - 1000) / 997);
+    for (const [type, bytes, blockBytes] of [
+      ['q8_0', quantizeQ8_0(values), 34],
+      ['q4_0', quantizeQ4_0(values), 18],
+    ] as const) {
+      expect(bytes.length).toBe((values.length / 32) * blockBytes);
+      const view = new DataView(bytes.buffer);
+      for (let block = 0; block < values.length / 32; block++) {
+        const base = block * blockBytes;
+        const scale = float16BitsToNumber(view.getUint16(base, true));
+        for (let i = 0; i < 32; i++) {
+          const level =
+            type === 'q8_0'
+              ? view.getInt8(base + 2 + i)
+              : ((view.getUint8(base + 2 + (i % 16)) >> (i < 16 ? 0 : 4)) & 15) - 8;
+          const value = values[block * 32 + i] ?? Number.NaN;
+          // Half a step, plus the fp16 rounding of the scale times the largest level; q4_0's
+          // levels run from -8 (the block's extreme) to +7 only, so the opposite extreme is
+          // clipped by up to one step.
+          const steps = type === 'q4_0' && level === 7 ? 1 : 0.5;
+          expect(Math.abs(scale * level - value)).toBeLessThanOrEqual(
+            Math.abs(scale) * (steps + 2 ** -11 * 128) + 1e-7,
+          );
+        }
+      }
+    }
+  });
+
+  it.each(GGUF_FILE_TYPES)(
+    "%s: llama.cpp's log-probs equal the float64 oracle's (small shape)",
+    async (type) => {
+      const path = join(dir, `small-${type}.gguf`);
+      await writeGptNeoxGguf(path, config, weights, { name: 'small', type });
+      const model = await llama.loadModel({ modelPath: path });
+      try {
+        const check = await checkAgainstOracle(model, type, config, weights, ids, THREADS);
+        expect(check.maxLogProbDifference, JSON.stringify(check)).toBeLessThanOrEqual(
+          check.tolerance,
+        );
+        // The scale the difference is read against: logits that are not nearly uniform.
+        expect(check.oracleLogProbRange).toBeGreaterThan(5);
+      } finally {
+        await model.dispose();
+      }
+    },
+  );
+
+  it("is caught when QKV keeps Hugging Face's per-head order", async () => {
+    // The check can fail: the same file with layer 0's fused QKV rows not regrouped.
+    const path = join(dir, 'small-wrong-qkv.gguf');
+    const hfOrder = weights.get('gpt_neox.layers.0.attention.query_key_value.weight')?.data;
+    if (hfOrder === undefined) throw new Error('no QKV weight');
+    const tensors = gptNeoxGgufTensors(config, weights, 'f32').map((tensor) =>
+      tensor.name === 'blk.0.attn_qkv.weight' ? { ...tensor, data: hfOrder } : tensor,
+    );
+    await writeGguf(path, gptNeoxGgufMetadata(config, { name: 'wrong', type: 'f32' }), tensors);
+    const model = await llama.loadModel({ modelPath: path });
+    try {
+      const check = await checkAgainstOracle(model, 'f32', config, weights, ids, THREADS);
+      expect(check.maxLogProbDifference).toBeGreaterThan(1);
+    } finally {
+      await model.dispose();
+    }
+  });
+
+  it('model export-gguf redraws a seeded bundle and refuses one it cannot read back', async () => {
+    const bundle = join(dir, 'tiny-bundle');
+    await createPresetBundle(bundle, 'tiny', { attention: 'softmax', seed: 4 });
+    const out = join(dir, 'tiny.gguf');
+    const result = spawnSync(
+      process.execPath,
+      [cli, 'model', 'export-gguf', '--model', bundle, '--out', out, '--type', 'f16'],
+      { encoding: 'utf8', timeout: 60_000 },
+    );
+    expect(result.status, result.stderr).toBe(0);
+    expect(result.stdout).toContain('f16 weights');
+    const tiny = presetConfig('tiny', 'softmax');
+    const expected = join(dir, 'tiny-expected.gguf');
+    await writeGptNeoxGguf(expected, tiny, initWeights(tiny, 4), {
+      name: 'tiny-softmax',
+      type: 'f16',
+    });
+    expect((await readFile(out)).equals(await readFile(expected))).toBe(true);
+
+    const unseeded = join(dir, 'unseeded');
+    await writeBundle(unseeded, tiny, initWeights(tiny, 4), { id: 'unseeded' });
+    const refused = spawnSync(
+      process.execPath,
+      [cli, 'model', 'export-gguf', '--model', unseeded, '--out', join(dir, 'x.gguf')],
+      { encoding: 'utf8', timeout: 60_000 },
+    );
+    expect(refused.status).not.toBe(0);
+    expect(refused.stderr).toContain('records no initialisation seed');
+  });
+});
