@@ -24,6 +24,7 @@ import {
   writeBundle,
   writeGguf,
   writeGptNeoxGguf,
+  type GgufValue,
 } from '#model';
 import { testWeights, randomIds } from '../../libs/model/test/support.js';
 import { checkAgainstOracle, openLlama } from '../../bench/llama-peer.js';
@@ -68,6 +69,38 @@ describe('GGUF export', () => {
     expect(qkv?.ggmlType).toBe(8);
     expect(tensors.find((tensor) => tensor.name === 'blk.0.attn_qkv.bias')?.ggmlType).toBe(0);
     expect(tensors.every((tensor) => Number(tensor.offset) % 32 === 0)).toBe(true);
+  });
+
+  it('writes headers far larger than its first buffer (a Pythia-sized vocabulary)', async () => {
+    const path = join(dir, 'vocabulary.gguf');
+    const tokens = Array.from({ length: 50304 }, (_unused, id) => `<|id_${id}|>`);
+    await writeGguf(
+      path,
+      new Map<string, GgufValue>([
+        ['general.architecture', { type: 'string', value: 'gptneox' }],
+        ['tokenizer.ggml.tokens', { type: 'strings', value: tokens }],
+        ['tokenizer.ggml.token_type', { type: 'i32s', value: tokens.map((_t, id) => id % 5) }],
+      ]),
+      [
+        {
+          name: 'x',
+          dims: [64, 2],
+          type: 'f32',
+          data: Float32Array.from({ length: 128 }, (_v, i) => i),
+        },
+      ],
+    );
+    const info = await readGgufFileInfo(path, { logWarnings: false });
+    const tokenizer = info.metadata.tokenizer.ggml;
+    expect(tokenizer.tokens).toEqual(tokens);
+    expect(tokenizer.token_type.slice(0, 6)).toEqual([0, 1, 2, 3, 4, 0]);
+    const bytes = await readFile(path);
+    const offset = Number(info.tensorInfo?.[0]?.fileOffset ?? -1);
+    expect(
+      new Float32Array(
+        bytes.buffer.slice(bytes.byteOffset + offset, bytes.byteOffset + offset + 512),
+      )[127],
+    ).toBe(127);
   });
 
   it('quantises q8_0 and q4_0 blocks as ggml decodes them: within half a step of each value', () => {

@@ -149,6 +149,7 @@ class HeaderWriter {
   private view = new DataView(this.bytes.buffer);
   length = 0;
 
+  /** Makes room for `count` bytes and returns where they start; may replace the buffer. */
   private reserve(count: number): number {
     if (this.length + count > this.bytes.length) {
       const grown = new Uint8Array(Math.max(2 * this.bytes.length, this.length + count));
@@ -161,24 +162,31 @@ class HeaderWriter {
     return at;
   }
   u8(value: number): void {
-    this.view.setUint8(this.reserve(1), value);
+    const at = this.reserve(1);
+    this.view.setUint8(at, value);
   }
   u32(value: number): void {
-    this.view.setUint32(this.reserve(4), value, true);
+    const at = this.reserve(4);
+    this.view.setUint32(at, value, true);
   }
   i32(value: number): void {
-    this.view.setInt32(this.reserve(4), value, true);
+    const at = this.reserve(4);
+    this.view.setInt32(at, value, true);
   }
   u64(value: number): void {
-    this.view.setBigUint64(this.reserve(8), BigInt(value), true);
+    const at = this.reserve(8);
+    this.view.setBigUint64(at, BigInt(value), true);
   }
   f32(value: number): void {
-    this.view.setFloat32(this.reserve(4), value, true);
+    const at = this.reserve(4);
+    this.view.setFloat32(at, value, true);
   }
   string(value: string): void {
     const encoded = new TextEncoder().encode(value);
     this.u64(encoded.length);
-    this.bytes.set(encoded, this.reserve(encoded.length));
+    // Reserve first: it may replace `this.bytes` with a larger buffer.
+    const at = this.reserve(encoded.length);
+    this.bytes.set(encoded, at);
   }
   padTo(length: number): void {
     this.reserve(length - this.length);

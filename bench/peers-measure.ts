@@ -1,0 +1,208 @@
+/**
+ * The peers benchmark's measurements for one (model, precision row): both engines prefill their
+ * sequence once up the context ladder, and at each rung run alternating decode rounds that start
+ * from the same context (llama.cpp erases the decoded tokens again; ours restarts from a copy of
+ * the rung's state). Then the aggregate of N concurrent sequences at one context, alternating too.
+ */
+import { join } from 'node:path';
+import {
+  encodedBytes,
+  gptNeoxGgufTensors,
+  stateBytesPerSequence,
+  writeGptNeoxGguf,
+  type ModelConfig,
+  type PresetName,
+  type Weights,
+} from '#model';
+import type { Llama } from 'node-llama-cpp';
+import {
+  checkAgainstOracle,
+  createContext,
+  decodeAndTrim,
+  prefill as llamaPrefill,
+} from './llama-peer.js';
+import { createOurGraph, openOurEngine } from './peers-ours.js';
+import type { PeersSettings, PrecisionEntry } from './peers-settings.js';
+import {
+  dijiangTokenFlops,
+  llamaKvBytesPerToken,
+  matmulParameters,
+  softmaxTokenFlops,
+} from './peers-hardware.js';
+import { measureConcurrent } from './peers-concurrent.js';
+import {
+  decodeRow,
+  promptIds,
+  windowTokensPerSecond,
+  type Engines,
+  type EntryResult,
+} from './peers-rows.js';
+
+export async function measureEntry(
+  llama: Llama,
+  dir: string,
+  preset: PresetName,
+  config: ModelConfig,
+  weights: Weights,
+  entry: PrecisionEntry,
+  settings: PeersSettings,
+  log: (line: string) => void,
+): Promise<EntryResult> {
+  const result: EntryResult = { decode: [], prefill: [], memory: [] };
+  const engines: Engines = {};
+  if (entry.llama !== undefined) {
+    const path = join(dir, `${preset}-${entry.llama}.gguf`);
+    await writeGptNeoxGguf(path, config, weights, { name: preset, type: entry.llama });
+    const model = await llama.loadModel({ modelPath: path });
+    // Before timing anything: llama.cpp must compute the model we built.
+    result.check = await checkAgainstOracle(
+      model,
+      entry.llama,
+      config,
+      weights,
+      promptIds(config, 0, 16),
+      settings.threads,
+    );
+    log(
+      `${preset} ${entry.llama}: llama.cpp vs float64 oracle max |d log p| ${result.check.maxLogProbDifference.toExponential(2)} (tolerance ${result.check.tolerance})`,
+    );
+    if (!result.check.passed) {
+      throw new Error(
+        `llama.cpp's ${entry.llama} logits differ from the oracle's: not timing a different model`,
+      );
+    }
+    const type = entry.llama;
+    const weightBytes = gptNeoxGgufTensors(config, weights, type)
+      .filter((tensor) => tensor.name !== 'token_embd.weight')
+      .reduce((sum, tensor) => sum + encodedBytes(tensor), 0);
+    engines.llama = { model, weightBytes };
+  }
+  if (entry.ours !== undefined) {
+    const engine = await openOurEngine(
+      await createOurGraph(dir, preset, entry.ours),
+      settings.threads,
+    );
+    engines.ours = { engine, weightBytes: 4 * matmulParameters(engine.config) };
+  }
+  try {
+    await ladder(engines, preset, config, entry, settings, result, log);
+  } finally {
+    await engines.llama?.model.dispose();
+    await engines.ours?.engine.release();
+  }
+  return result;
+}
+
+async function ladder(
+  engines: Engines,
+  preset: string,
+  config: ModelConfig,
+  entry: PrecisionEntry,
+  settings: PeersSettings,
+  result: EntryResult,
+  log: (line: string) => void,
+): Promise<void> {
+  const { decodeTokens: tokens, rounds } = settings;
+  const maxContext = Math.max(...settings.contexts);
+  const ids = promptIds(config, 0, maxContext);
+  const endOfText = 256;
+  const llamaContext =
+    engines.llama === undefined
+      ? undefined
+      : await createContext(engines.llama.model, maxContext + tokens + 8, 1, settings.threads);
+  const sequence = llamaContext?.getSequence();
+  const stateFloats = engines.ours?.engine.scheduler.stateFloats ?? 0;
+  let ourState: Float32Array = new Float32Array(stateFloats);
+  let concurrentState: Float32Array | undefined;
+  const prefillMs = { llama: 0, ours: 0 };
+  let position = 0;
+  const common = { model: preset, precision: entry.label };
+  for (const context of settings.contexts) {
+    const segment = ids.slice(position, context);
+    if (sequence !== undefined) {
+      const started = performance.now();
+      await llamaPrefill(sequence, segment);
+      prefillMs.llama += performance.now() - started;
+    }
+    if (engines.ours !== undefined) {
+      const started = performance.now();
+      ourState = await engines.ours.engine.prefill(ourState, position, segment);
+      prefillMs.ours += performance.now() - started;
+      if (context === settings.concurrentContext) concurrentState = ourState.slice();
+    }
+    position = context;
+    for (const [engine, ms] of [
+      ['llama.cpp', sequence === undefined ? undefined : prefillMs.llama],
+      ['dijiang (ours)', engines.ours === undefined ? undefined : prefillMs.ours],
+    ] as const) {
+      if (ms === undefined) continue;
+      result.prefill.push({
+        ...common,
+        engine,
+        tokens: context,
+        seconds: ms / 1000,
+        tokensPerSecond: context / (ms / 1000),
+      });
+    }
+    const llamaRates: number[] = [];
+    const ourRates: number[] = [];
+    for (let round = 0; round < rounds; round += 1) {
+      if (sequence !== undefined) {
+        llamaRates.push(windowTokensPerSecond([await decodeAndTrim(sequence, tokens, endOfText)]));
+      }
+      if (engines.ours !== undefined) {
+        ourRates.push(
+          windowTokensPerSecond(await engines.ours.engine.decode([ourState], context, tokens)),
+        );
+      }
+    }
+    if (engines.llama !== undefined) {
+      result.decode.push(
+        decodeRow(
+          {
+            ...common,
+            engine: 'llama.cpp',
+            context,
+            sequences: 1,
+            bytesPerStep: engines.llama.weightBytes + llamaKvBytesPerToken(config) * context,
+          },
+          llamaRates,
+          softmaxTokenFlops(config, context),
+        ),
+      );
+    }
+    if (engines.ours !== undefined) {
+      result.decode.push(
+        decodeRow(
+          {
+            ...common,
+            engine: 'dijiang (ours)',
+            context,
+            sequences: 1,
+            bytesPerStep: engines.ours.weightBytes + stateFloats * 4,
+          },
+          ourRates,
+          dijiangTokenFlops(engines.ours.engine.config),
+        ),
+      );
+    }
+    result.memory.push({
+      ...common,
+      context,
+      llamaKvBytes: llamaKvBytesPerToken(config) * context,
+      oursStateBytes: stateBytesPerSequence({ ...config, attention: 'dijiang' }),
+      rssBytes: process.memoryUsage().rss,
+    });
+    log(
+      `${preset} ${entry.label} context ${context}: ` +
+        result.decode
+          .filter((row) => row.context === context && row.sequences === 1)
+          .map((row) => `${row.engine} ${row.tokensPerSecond.toFixed(1)} tokens/s`)
+          .join(', '),
+    );
+  }
+  await llamaContext?.dispose();
+  if (settings.concurrent > 0) {
+    await measureConcurrent(engines, preset, config, entry, settings, concurrentState, result, log);
+  }
+}
