@@ -14,7 +14,7 @@ import {
   type PresetName,
   type Weights,
 } from '#model';
-import type { Llama } from 'node-llama-cpp';
+import type { Llama, LlamaContext, LlamaContextSequence } from 'node-llama-cpp';
 import {
   checkAgainstOracle,
   createContext,
@@ -34,6 +34,7 @@ import {
   decodeRow,
   promptIds,
   windowTokensPerSecond,
+  type EngineName,
   type Engines,
   type EntryResult,
 } from './peers-rows.js';
@@ -106,36 +107,53 @@ async function ladder(
   const maxContext = Math.max(...settings.contexts);
   const ids = promptIds(config, 0, maxContext);
   const endOfText = 256;
-  const llamaContext =
-    engines.llama === undefined
-      ? undefined
-      : await createContext(engines.llama.model, maxContext + tokens + 8, 1, settings.threads);
-  const sequence = llamaContext?.getSequence();
+  // llama.cpp at the shared thread count, and optionally a control at fewer threads: on an
+  // oversubscribed machine ggml's spinning thread barriers lose a scheduler slice per operator.
+  const llamaRuns: {
+    engine: EngineName;
+    context: LlamaContext;
+    sequence: LlamaContextSequence;
+    ms: number;
+  }[] = [];
+  const threadCounts = [
+    settings.threads,
+    ...(settings.llamaControlThreads > 0 ? [settings.llamaControlThreads] : []),
+  ];
+  for (const threads of engines.llama === undefined ? [] : threadCounts) {
+    const model = engines.llama?.model;
+    if (model === undefined) break;
+    const context = await createContext(model, maxContext + tokens + 8, 1, threads);
+    llamaRuns.push({
+      engine: threads === settings.threads ? 'llama.cpp' : `llama.cpp (${threads} threads)`,
+      context,
+      sequence: context.getSequence(),
+      ms: 0,
+    });
+  }
   const stateFloats = engines.ours?.engine.scheduler.stateFloats ?? 0;
   let ourState: Float32Array = new Float32Array(stateFloats);
   let concurrentState: Float32Array | undefined;
-  const prefillMs = { llama: 0, ours: 0 };
+  let ourPrefillMs = 0;
   let position = 0;
   const common = { model: preset, precision: entry.label };
   for (const context of settings.contexts) {
     const segment = ids.slice(position, context);
-    if (sequence !== undefined) {
+    for (const run of llamaRuns) {
       const started = performance.now();
-      await llamaPrefill(sequence, segment);
-      prefillMs.llama += performance.now() - started;
+      await llamaPrefill(run.sequence, segment);
+      run.ms += performance.now() - started;
     }
     if (engines.ours !== undefined) {
       const started = performance.now();
       ourState = await engines.ours.engine.prefill(ourState, position, segment);
-      prefillMs.ours += performance.now() - started;
+      ourPrefillMs += performance.now() - started;
       if (context === settings.concurrentContext) concurrentState = ourState.slice();
     }
     position = context;
     for (const [engine, ms] of [
-      ['llama.cpp', sequence === undefined ? undefined : prefillMs.llama],
-      ['dijiang (ours)', engines.ours === undefined ? undefined : prefillMs.ours],
-    ] as const) {
-      if (ms === undefined) continue;
+      ...llamaRuns.map((run) => [run.engine, run.ms] as const),
+      ...(engines.ours === undefined ? [] : [['dijiang (ours)', ourPrefillMs] as const]),
+    ]) {
       result.prefill.push({
         ...common,
         engine,
@@ -144,11 +162,13 @@ async function ladder(
         tokensPerSecond: context / (ms / 1000),
       });
     }
-    const llamaRates: number[] = [];
+    const llamaRates = llamaRuns.map((): number[] => []);
     const ourRates: number[] = [];
     for (let round = 0; round < rounds; round += 1) {
-      if (sequence !== undefined) {
-        llamaRates.push(windowTokensPerSecond([await decodeAndTrim(sequence, tokens, endOfText)]));
+      for (const [index, run] of llamaRuns.entries()) {
+        llamaRates[index]?.push(
+          windowTokensPerSecond([await decodeAndTrim(run.sequence, tokens, endOfText)]),
+        );
       }
       if (engines.ours !== undefined) {
         ourRates.push(
@@ -156,17 +176,18 @@ async function ladder(
         );
       }
     }
-    if (engines.llama !== undefined) {
+    for (const [index, run] of llamaRuns.entries()) {
       result.decode.push(
         decodeRow(
           {
             ...common,
-            engine: 'llama.cpp',
+            engine: run.engine,
             context,
             sequences: 1,
-            bytesPerStep: engines.llama.weightBytes + llamaKvBytesPerToken(config) * context,
+            bytesPerStep:
+              (engines.llama?.weightBytes ?? 0) + llamaKvBytesPerToken(config) * context,
           },
-          llamaRates,
+          llamaRates[index] ?? [],
           softmaxTokenFlops(config, context),
         ),
       );
@@ -201,7 +222,7 @@ async function ladder(
           .join(', '),
     );
   }
-  await llamaContext?.dispose();
+  for (const run of llamaRuns) await run.context.dispose();
   if (settings.concurrent > 0) {
     await measureConcurrent(engines, preset, config, entry, settings, concurrentState, result, log);
   }

@@ -215,10 +215,10 @@ export function decodePlot(rows: readonly DecodeRow[]): string {
     const key = `${row.engine} ${row.model} ${row.precision}`;
     series.set(key, [...(series.get(key) ?? []), row]);
   }
-  const width = 720;
+  const width = 800;
   const height = 440;
   const left = 70;
-  const right = 250;
+  const right = 330;
   const top = 30;
   const bottom = 50;
   const contexts = single.map((row) => row.context);

@@ -5,7 +5,8 @@ import type { LogitCheck } from './llama-peer.js';
 import type { OurEngine } from './peers-ours.js';
 import { median } from './stats.js';
 
-export type EngineName = 'dijiang (ours)' | 'llama.cpp';
+/** Ours; llama.cpp at the shared thread count; llama.cpp at a control thread count. */
+export type EngineName = 'dijiang (ours)' | 'llama.cpp' | `llama.cpp (${number} threads)`;
 
 /** One engine's decode at one context: medians over the rounds. */
 export interface DecodeRow {

@@ -37,10 +37,19 @@ export interface PeersSettings {
   threads: number;
   concurrent: number;
   concurrentContext: number;
+  /** Also run llama.cpp's B=1 ladder at this thread count (0: not); see --help. */
+  llamaControlThreads: number;
 }
 
-/** The issue's ladder: 1k, 2k (the targets' point), 8k (the prefill prompt), 32k, 64k. */
-const DEFAULT_CONTEXTS = [1024, 2048, 8192, 32768, 65536];
+/**
+ * 1k, 2k (the targets' point), 8k (the prefill prompt), 32k. The issue's ladder also has 64k
+ * (`--contexts 1024,2048,8192,32768,65536`), left out of the default for its cost: llama.cpp's
+ * prefill is quadratic in the context, and prefilling pythia-160m to 64k is ~95 TFLOP (~16 of
+ * weights, ~79 of attention), about 26 minutes at 60 GFLOP/s on 2 cores, per weight type; to 32k
+ * it is ~28 TFLOP. The default run (2 models, 2 weight types, 32 sequences at 2k) is then about
+ * 40 minutes on an idle 2-core machine, most of it llama.cpp's prefill.
+ */
+const DEFAULT_CONTEXTS = [1024, 2048, 8192, 32768];
 
 const HELP = `npm run bench -- peers [options]
   --models LIST              presets (default pythia-70m,pythia-160m)
@@ -50,7 +59,9 @@ const HELP = `npm run bench -- peers [options]
   --decode-tokens N          tokens decoded per round (default 32)
   --threads N                compute threads of both engines (default 2)
   --concurrent N             concurrent sequences of the aggregate measurement; 0 skips it (default 32)
-  --concurrent-context N     their context (default 2048)`;
+  --concurrent-context N     their context (default 2048)
+  --llama-control-threads N  also measure llama.cpp's B=1 ladder at N threads, a control for a
+                             busy machine where ggml's spinning barriers stall (default 0: off)`;
 
 function list(value: string, name: string): number[] {
   const numbers = value.split(',').map(Number);
@@ -80,6 +91,7 @@ export function parsePeersSettings(argv: readonly string[]): PeersSettings {
     'threads',
     'concurrent',
     'concurrent-context',
+    'llama-control-threads',
   ];
   const unknown = [...options.keys()].filter((name) => !known.includes(name));
   if (unknown.length > 0) throw new Error(`unknown option --${unknown.join(', --')}\n${HELP}`);
@@ -119,5 +131,6 @@ export function parsePeersSettings(argv: readonly string[]): PeersSettings {
     threads: number('threads', 2, 1),
     concurrent: number('concurrent', 32, 0),
     concurrentContext: number('concurrent-context', 2048, 1),
+    llamaControlThreads: number('llama-control-threads', 0, 0),
   };
 }

@@ -9,13 +9,16 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { initWeights, presetConfig } from '#model';
+import { initWeights, presetConfig, stateBytesPerSequence } from '#model';
 import { onnxruntimeVersion } from '#engine/runtime';
 import { getModuleVersion } from 'node-llama-cpp';
 import { describeMachine, machineInfo } from './machine.js';
 import { openLlama } from './llama-peer.js';
 import { matmulPeakGflops } from './model-measures.js';
-import { memoryBandwidthGBs } from './peers-hardware.js';
+import { llamaKvBytesPerToken, memoryBandwidthGBs } from './peers-hardware.js';
+
+/** The issue's longest context, where memory per sequence is compared. */
+const LONGEST_CONTEXT = 65536;
 import { measureEntry } from './peers-measure.js';
 import type { EntryResult } from './peers-rows.js';
 import {
@@ -89,10 +92,16 @@ const json = {
   memory: results.flatMap((result) => result.memory),
   targets: targetList,
 };
+const controlNote =
+  settings.llamaControlThreads > 0
+    ? `; the "llama.cpp (${settings.llamaControlThreads} threads)" rows are a control at fewer threads`
+    : '';
 const markdown = [
   '# Against a real peer: llama.cpp side by side',
   '',
   `Command: \`${command}\`. Machine: ${describeMachine(machine)}; at the end ${loadAverageAtEnd.toFixed(2)}. ${versions}. ${seconds.toFixed(0)} s.`,
+  '',
+  `The machine is shared: a load average above its ${machine.cores} cores means other processes competed for them. llama.cpp suffers more from that than onnxruntime: ggml's threads meet at a spinning barrier after every operator, and a descheduled thread costs the others a scheduler slice at each one${controlNote}.`,
   '',
   `Models ${settings.models.join(', ')}; contexts ${settings.contexts.join(', ')}; ${settings.threads} threads for both engines; ${settings.rounds} alternating rounds of ${settings.decodeTokens} greedy tokens per measurement (median reported, every round listed).`,
   '',
@@ -128,6 +137,13 @@ const markdown = [
   "Both engines share the benchmark process: its RSS holds both models and llama.cpp's KV cache allocated for the largest context.",
   '',
   memoryTable(results),
+  '',
+  ...settings.models.map((preset) => {
+    const config = presetConfig(preset, 'dijiang');
+    const kv = llamaKvBytesPerToken(config) * LONGEST_CONTEXT;
+    const state = stateBytesPerSequence(config);
+    return `${preset} at ${LONGEST_CONTEXT} tokens (computed from the shapes): llama.cpp's float16 KV cache ${(kv / 2 ** 20).toFixed(0)} MiB per sequence, our state ${(state / 2 ** 20).toFixed(2)} MiB (${(kv / state).toFixed(0)}x).`;
+  }),
   '',
 ].join('\n');
 await mkdir('bench/results', { recursive: true });
