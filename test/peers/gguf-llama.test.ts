@@ -5,7 +5,7 @@
  * peers benchmark repeats the check on its own shapes before timing anything.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +24,7 @@ import {
   writeBundle,
   writeGguf,
   writeGptNeoxGguf,
+  writeSafetensors,
   type GgufValue,
 } from '#model';
 import { testWeights, randomIds } from '../../libs/model/test/support.js';
@@ -197,5 +198,61 @@ describe('GGUF export', () => {
     );
     expect(refused.status).not.toBe(0);
     expect(refused.stderr).toContain('records no initialisation seed');
+  });
+
+  it('model export-gguf --from writes a plain checkpoint and refuses a DiJiang one', async () => {
+    const tiny = presetConfig('tiny', 'softmax');
+    const plain = join(dir, 'plain-checkpoint');
+    await mkdir(plain, { recursive: true });
+    await writeFile(
+      join(plain, 'config.json'),
+      JSON.stringify({
+        architectures: ['GPTNeoXForCausalLM'],
+        model_type: 'gpt_neox',
+        hidden_size: tiny.hiddenSize,
+        num_attention_heads: tiny.numHeads,
+        num_hidden_layers: tiny.numLayers,
+        intermediate_size: tiny.intermediateSize,
+        vocab_size: tiny.vocabSize,
+        max_position_embeddings: tiny.maxPositionEmbeddings,
+        rotary_pct: tiny.rotaryPct,
+        layer_norm_eps: tiny.layerNormEps,
+      }),
+    );
+    const checkpointWeights = testWeights(tiny, 8);
+    await writeSafetensors(join(plain, 'model.safetensors'), checkpointWeights, { dtype: 'F32' });
+    const out = join(dir, 'plain.gguf');
+    const result = spawnSync(
+      process.execPath,
+      [cli, 'model', 'export-gguf', '--from', plain, '--out', out, '--type', 'q8_0'],
+      { encoding: 'utf8', timeout: 60_000 },
+    );
+    expect(result.status, result.stderr).toBe(0);
+    const expected = join(dir, 'plain-expected.gguf');
+    await writeGptNeoxGguf(expected, tiny, checkpointWeights, {
+      name: 'plain-checkpoint',
+      type: 'q8_0',
+    });
+    expect((await readFile(out)).equals(await readFile(expected))).toBe(true);
+
+    const dijiangCheckpoint = join(dir, 'dijiang-checkpoint');
+    await mkdir(dijiangCheckpoint, { recursive: true });
+    await writeFile(
+      join(dijiangCheckpoint, 'config.json'),
+      await readFile(join(plain, 'config.json')),
+    );
+    const tinyDijiang = presetConfig('tiny', 'dijiang');
+    await writeSafetensors(
+      join(dijiangCheckpoint, 'model.safetensors'),
+      initWeights(tinyDijiang, 8),
+      { dtype: 'F32' },
+    );
+    const refused = spawnSync(
+      process.execPath,
+      [cli, 'model', 'export-gguf', '--from', dijiangCheckpoint, '--out', join(dir, 'd.gguf')],
+      { encoding: 'utf8', timeout: 60_000 },
+    );
+    expect(refused.status).not.toBe(0);
+    expect(refused.stderr).toContain('the checkpoint has DiJiang tensors');
   });
 });
