@@ -6,7 +6,10 @@ import { isPresetName, type GgufFileType, type PresetName } from '#model';
 
 /**
  * Our weight precisions: each is one bundle built by {@link ./peers-ours.ts createOurBundle}.
- * The fp16 graph is not measured: bundles carry it for CUDA workers, and CPU workers never run it.
+ * The fp16 graph is not measured: bundles carry it for CUDA workers, and on this CPU it is slower
+ * than fp32 despite half the bytes (pythia-70m decode step of the graph alone, 3 alternating runs
+ * at a load average of 3.5: fp16 10.7-25.1 ms, fp32 6.7-11.7 ms): onnxruntime's CPU provider has
+ * no faster float16 MatMul here.
  */
 export type OurPrecision = 'fp32';
 
