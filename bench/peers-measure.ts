@@ -21,7 +21,7 @@ import {
   decodeAndTrim,
   prefill as llamaPrefill,
 } from './llama-peer.js';
-import { createOurGraph, openOurEngine } from './peers-ours.js';
+import { createOurGraph, openOurEngine, WEIGHT_BYTES_PER_PARAMETER } from './peers-ours.js';
 import type { PeersSettings, PrecisionEntry } from './peers-settings.js';
 import {
   dijiangTokenFlops,
@@ -83,7 +83,10 @@ export async function measureEntry(
       await createOurGraph(dir, preset, entry.ours),
       settings.threads,
     );
-    engines.ours = { engine, weightBytes: 4 * matmulParameters(engine.config) };
+    engines.ours = {
+      engine,
+      weightBytes: WEIGHT_BYTES_PER_PARAMETER[entry.ours] * matmulParameters(engine.config),
+    };
   }
   try {
     await ladder(engines, preset, config, entry, settings, result, log);

@@ -25,6 +25,12 @@ import type { OurPrecision } from './peers-settings.js';
 const PREFILL_CHUNK = defaultSchedulerOptions.maxPrefillChunk;
 
 /**
+ * Bytes a decode step reads per weight, by precision, for the achieved-bandwidth column. A
+ * precision added to OurPrecision must say its own here (block scales included).
+ */
+export const WEIGHT_BYTES_PER_PARAMETER: Record<OurPrecision, number> = { fp32: 4 };
+
+/**
  * Our graph of `preset` (DiJiang, seed 0) at a weight precision, in `dir`: the one place a
  * precision becomes a graph, so quantised precisions are built here by passing the precision on.
  * (The graph, not a bundle: Pythia-shaped bundles need a Hugging Face tokenizer.json, which the
