@@ -22,7 +22,7 @@ export const documentTokens = Number(process.env.BENCH_DOCUMENT_TOKENS ?? 100_00
 export const decodeTokens = Number(process.env.BENCH_DECODE_TOKENS ?? 32);
 
 /** Greedy, with end of text banned so that every sequence decodes exactly its token budget. */
-function greedy(eosTokenId: number): SamplingParams {
+export function greedy(eosTokenId: number): SamplingParams {
   return { ...DEFAULT_SAMPLING, temperature: 0, logitBias: new Map([[eosTokenId, -100]]) };
 }
 
@@ -31,7 +31,7 @@ function greedy(eosTokenId: number): SamplingParams {
  * speed does not depend on the text, so those runs feed byte ids and skip detokenization. The
  * sampler still scans the full 50k-logit row every step.
  */
-class IdTokenizer implements Tokenizer {
+export class IdTokenizer implements Tokenizer {
   readonly kind = 'byte';
   readonly eosTokenId = 0;
   constructor(readonly vocabSize: number) {}

@@ -18,6 +18,7 @@ import {
 } from '#model';
 import type { AttentionKind, BundleManifest, PresetName, WeightPrecision } from '#model';
 import { chatTemplateLine, registerConvertCommand } from './convert-command.js';
+import { registerExportGgufCommand } from './export-gguf-command.js';
 
 /** Seed of `model create` when none is given. */
 const DEFAULT_CREATE_SEED = 0;
@@ -88,7 +89,7 @@ function weightsSummary(weights: WeightPrecision): string {
   }
 }
 
-/** Adds the `model` command group: `create`, `inspect` and `convert`. */
+/** Adds the `model` command group: `create`, `inspect`, `convert` and `export-gguf`. */
 export function registerModelCommands(program: Command): void {
   const model = program.command('model').description('Build, convert and inspect model bundles');
 
@@ -172,4 +173,5 @@ export function registerModelCommands(program: Command): void {
     });
 
   registerConvertCommand(model);
+  registerExportGgufCommand(model);
 }

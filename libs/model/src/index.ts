@@ -16,3 +16,6 @@ export * from './tokenizers/index.js';
 export * from './convert.js';
 export * from './presets.js';
 export * from './quantize.js';
+export * from './gguf/gguf-write.js';
+export * from './gguf/gptneox-gguf.js';
+export * from './gguf/bundle-gguf.js';
