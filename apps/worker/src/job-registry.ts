@@ -1,5 +1,5 @@
 import { UnrecoverableError, WaitingError, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '#cluster';
 import {
   assertProcessorsCover,
   InvalidJobError,
@@ -69,7 +69,7 @@ export class JobRegistry {
   private readonly services: WorkerServices;
 
   constructor(
-    redis: Redis,
+    redis: RedisClient,
     keys: RedisKeys,
     checkpoints: CheckpointStore,
     settings: JobSettings,

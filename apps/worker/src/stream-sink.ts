@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '#cluster';
 import type { DigestResult, RedisKeys, ScoreResult, Usage } from '#contracts';
 import {
   appendDone,
@@ -35,7 +35,7 @@ export class StreamSink {
   private readonly tokens: StreamBatcher;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
     private readonly checkpoints: CheckpointStore,
     private readonly mayWrite: (jobId: string) => boolean,

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import type { RedisKeys } from '#contracts';
 import { withLuaCommands } from './lua-commands.js';
 
@@ -104,7 +104,7 @@ interface PrefixCacheCommands {
   prefixCacheClaims(numberOfKeys: number, ...keysAndArgs: (string | number)[]): Promise<number>;
 }
 
-const withPrefixCacheCommands = (redis: Redis): Redis & PrefixCacheCommands =>
+const withPrefixCacheCommands = (redis: RedisClient): RedisClient & PrefixCacheCommands =>
   withLuaCommands<PrefixCacheCommands>(redis, {
     prefixCacheStore: { numberOfKeys: 4, lua: STORE_SCRIPT },
     // Both take as many keys as the prompt has boundaries or the claimant holds claims.
@@ -149,10 +149,10 @@ export interface PrefixClaimant {
 export class PrefixCache {
   /** Prefix hashes each claimant of this process holds and has not stored yet. */
   private readonly claims = new Map<string, Set<string>>();
-  private readonly redis: Redis & PrefixCacheCommands;
+  private readonly redis: RedisClient & PrefixCacheCommands;
 
   constructor(
-    redis: Redis,
+    redis: RedisClient,
     private readonly keys: RedisKeys,
     private readonly modelId: string,
     /** @defaultValue 256 MiB (PREFIX_CACHE_MAX_BYTES) */

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import { encodeStreamEvent, type RedisKeys, type StreamEvent } from '#contracts';
 
 /**
@@ -13,7 +13,7 @@ export class StreamBatcher {
   private flushing: Promise<void> | undefined;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
   ) {}
 

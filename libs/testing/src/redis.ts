@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '#cluster';
 import {
   findRedisServer,
   freePort,
@@ -63,7 +63,7 @@ export class TestRedis {
     return this.server.pid;
   }
 
-  /** Graceful shutdown (SIGTERM): Redis flushes its AOF first. */
+  /** Graceful shutdown (SIGTERM): RedisClient flushes its AOF first. */
   async stop(): Promise<void> {
     await this.server.stop('SIGTERM');
   }
@@ -84,7 +84,7 @@ export function uniquePrefix(label: string): string {
 }
 
 /** Deletes every key under `prefix` (the registry's and BullMQ's alike). */
-export async function deletePrefix(redis: Redis, prefix: string): Promise<void> {
+export async function deletePrefix(redis: RedisClient, prefix: string): Promise<void> {
   let cursor = '0';
   do {
     const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
