@@ -128,6 +128,29 @@ export class JobRegistry {
   /** Shutdown: checkpoint every running sequence and hand its job back to the queue. */
   suspendAll(): void {
     this.draining = true;
+    this.suspendRunning();
+  }
+
+  /**
+   * The connection that writes tokens and checkpoints dropped and came back. Redis may since
+   * have lost writes it had acknowledged, and nothing tells which: a replica promoted by
+   * Sentinel lacks what the old primary had not yet copied to it (replication is asynchronous),
+   * a restarted Redis what its append-only file had not yet flushed. Carrying on could leave a
+   * hole in a stream. Instead every running sequence is checkpointed and its job handed back, to
+   * resume from what Redis holds: the stream's gap-free run of tokens is replayed, the rest is
+   * sampled again from the seed (the same tokens), and a checkpoint is used only when it holds
+   * no token the stream lacks (sequence-start.ts).
+   */
+  handBackAfterReconnect(): void {
+    if (this.running.size === 0) return;
+    this.services.logger.info(
+      { activeJobs: this.running.size },
+      'Redis connection restored: handing running jobs back to resume from what Redis holds',
+    );
+    this.suspendRunning();
+  }
+
+  private suspendRunning(): void {
     for (const { engine, sequences } of this.running.values()) {
       for (const sequence of sequences) engine.suspend(sequence);
     }

@@ -99,6 +99,12 @@ bootOrExit(async () => {
     identity,
     logger,
   );
+  // After a reconnection Redis may lack writes it acknowledged: see handBackAfterReconnect.
+  let dataConnected = redis.status === 'ready';
+  redis.on('ready', () => {
+    if (dataConnected) jobs.handBackAfterReconnect();
+    dataConnected = true;
+  });
   await subscribeToCancellations(subscriber, keys, (jobId) => {
     jobs.cancel(jobId);
   });
