@@ -26,8 +26,11 @@ import {
  * an uninterrupted in-process run, and a de-duplicating reader sees each stream index once.
  *
  * Replication is asynchronous: writes the old primary acknowledged but had not yet sent to the
- * replica are gone after the promotion (on loopback that window is tiny, so this run mostly
- * shows the failover path; README "Redis HA" explains what the design does about that window).
+ * replica are gone after the promotion. On loopback that window is tiny, so the test makes it a
+ * second wide: the replica is stopped and its link cut before the primary dies, and the
+ * replication offsets show that the promoted replica lacks writes the primary acknowledged.
+ * Workers stop writing when their connection drops and hand their jobs back; the jobs resume
+ * from what the promoted replica holds (JobRegistry.haltAfterConnectionLoss).
  */
 
 const LINES = 8;
@@ -41,6 +44,17 @@ interface Readiness {
 async function readiness(url: string): Promise<{ status: number; body: Readiness }> {
   const response = await fetch(`${url}/health/ready`);
   return { status: response.status, body: (await response.json()) as Readiness };
+}
+
+/** A replication offset (bytes of the replication stream) from `INFO replication`. */
+async function replicationOffset(port: number, field: string): Promise<number> {
+  const client = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 0 });
+  try {
+    const info = await client.info('replication');
+    return Number(new RegExp(`^${field}:(\\d+)`, 'm').exec(info)?.[1] ?? Number.NaN);
+  } finally {
+    client.disconnect();
+  }
 }
 
 describe('Sentinel failover during a batch', () => {
@@ -73,10 +87,6 @@ describe('Sentinel failover during a batch', () => {
       WORKER_ID: id,
       WORKER_CAPACITY: '4',
       CHECKPOINT_EVERY_TOKENS: '8',
-      // One row per decode step, as the reference decodes: a step's logits can differ in their
-      // last bits with the number of rows, and a sampled token at a near-tie with them (line 4
-      // of this batch, index 31, with 4 rows per step and no fault at all).
-      ENGINE_MAX_BATCH: '1',
     });
     workers.push(
       await startWorker(sentinels, workerEnv('worker-1')),
@@ -89,7 +99,12 @@ describe('Sentinel failover during a batch', () => {
     // The failover is deliberate: this client's connection errors meanwhile are expected.
     client.redis.on('error', () => undefined);
     const openai = new OpenAI({ apiKey: Keys.alice, baseURL: `${gateway.url}/v1`, maxRetries: 0 });
-    const requests = batchRequests(LINES, MAX_TOKENS);
+    // Line 4 of the shared batch has a near-tie at index 31: its sample there follows the last
+    // bits of the state, which differ with how the prompt's prefill was chunked, and chunks are
+    // sized by timing while others decode. It flips in fault-free runs too, so it is left out.
+    const requests = batchRequests(LINES + 1, MAX_TOKENS).filter(
+      (request) => request.customId !== 'line-4',
+    );
     const batchId = await submitBatch(openai, requests);
     const jobIds = requests.map((_request, line) => lineJobId(batchId, line));
     const counts = async () => Promise.all(jobIds.map((jobId) => client.tokenCount(jobId)));
@@ -97,8 +112,28 @@ describe('Sentinel failover during a batch', () => {
       timeoutMs: 30_000,
       message: 'every line to stream 30 tokens',
     });
+    // Make the asynchronous replication lose acknowledged writes for sure, not by chance: the
+    // replica stops (SIGSTOP) and the primary drops its link to it, then goes on acknowledging
+    // tokens and checkpoints for a second; then the primary dies and the replica wakes up
+    // without those writes.
+    process.kill(sentinels.replica.pid, 'SIGSTOP');
+    const primary = new Redis(sentinels.primary.port, '127.0.0.1');
+    await primary.call('CLIENT', 'KILL', 'TYPE', 'replica');
+    primary.disconnect();
+    await new Promise((resolve) => setTimeout(resolve, 1000));
     const atKill = await counts();
+    const acknowledgedOffset = await replicationOffset(
+      sentinels.primary.port,
+      'master_repl_offset',
+    );
     await sentinels.primary.stop('SIGKILL');
+    process.kill(sentinels.replica.pid, 'SIGCONT');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const replicatedOffset = await replicationOffset(sentinels.replica.port, 'slave_repl_offset');
+    expect(
+      replicatedOffset,
+      'replication bytes the replica had when the primary died',
+    ).toBeLessThan(acknowledgedOffset);
     // Every line was mid-way when the primary died.
     for (const [line, count] of atKill.entries())
       expect(count, `line ${line}`).toBeLessThan(MAX_TOKENS);
@@ -121,17 +156,21 @@ describe('Sentinel failover during a batch', () => {
       if (reference === undefined) throw new Error('the reference engine did not start');
       references.push(await reference.run(request));
     }
-    // One output line per request, in input order: none lost, none written twice.
-    expect(await batchOutputTexts(openai, batch)).toEqual(
-      requests.map((request, line) => [request.customId, references[line]?.text]),
-    );
     for (const [line, jobId] of jobIds.entries()) {
       const expected = references[line];
       if (expected === undefined) throw new Error(`no reference for line ${line}`);
       expect(expected.tokens).toHaveLength(MAX_TOKENS);
-      expectStreamMatchesReference(await client.stream(jobId), expected, jobId);
+      // Tokens in flight when the primary died are sent again after the reconnection and may
+      // land after the hole the lost writes left, before the resumed job fills it: a reader that
+      // orders by index (as results are built) sees each index once; one that only skips
+      // repeats may see those few early.
+      expectStreamMatchesReference(await client.stream(jobId), expected, jobId, 'any order');
     }
 
+    // One output line per request, in input order: none lost, none written twice.
+    expect(await batchOutputTexts(openai, batch)).toEqual(
+      requests.map((request, line) => [request.customId, references[line]?.text]),
+    );
     // The original processes, heartbeating to the promoted primary.
     await waitFor(
       async () => {

@@ -66,6 +66,8 @@ export class JobRegistry {
   private readonly abandoned = new Set<string>();
   /** Jobs with a failed sequence: their other sequences stop and write nothing more. */
   private readonly stopped = new Set<string>();
+  /** Jobs running when the Redis connection dropped: they write nothing more. */
+  private readonly halted = new Set<string>();
   private readonly services: WorkerServices;
 
   constructor(
@@ -88,7 +90,8 @@ export class JobRegistry {
         redis,
         keys,
         checkpoints,
-        (jobId) => !this.abandoned.has(jobId) && !this.stopped.has(jobId),
+        (jobId) =>
+          !this.abandoned.has(jobId) && !this.stopped.has(jobId) && !this.halted.has(jobId),
       ),
       starter: new SequenceStarter(redis, keys, checkpoints),
     };
@@ -132,21 +135,24 @@ export class JobRegistry {
   }
 
   /**
-   * The connection that writes tokens and checkpoints dropped and came back. Redis may since
-   * have lost writes it had acknowledged, and nothing tells which: a replica promoted by
-   * Sentinel lacks what the old primary had not yet copied to it (replication is asynchronous),
-   * a restarted Redis what its append-only file had not yet flushed. Carrying on could leave a
-   * hole in a stream. Instead every running sequence is checkpointed and its job handed back, to
-   * resume from what Redis holds: the stream's gap-free run of tokens is replayed, the rest is
-   * sampled again from the seed (the same tokens), and a checkpoint is used only when it holds
-   * no token the stream lacks (sequence-start.ts).
+   * The connection that writes tokens and checkpoints dropped. Redis may lose writes it had
+   * acknowledged, and nothing tells which: a replica promoted by Sentinel lacks what the old
+   * primary had not yet copied to it (replication is asynchronous), a restarted Redis what its
+   * append-only file had not yet flushed. So the running jobs write nothing more from this
+   * moment (only the commands already in flight are sent again after the reconnection), their
+   * sequences are suspended and the jobs handed back once Redis answers again, to resume from
+   * what it holds: the stream's gap-free run of tokens replayed, the rest sampled again from the
+   * seed (the same tokens), a checkpoint used only when the stream holds every token it absorbed.
+   * A choice that ended in the engine meanwhile has no end entry in the stream: its job fails
+   * this attempt and its retry resumes the same way.
    */
-  handBackAfterReconnect(): void {
+  haltAfterConnectionLoss(): void {
     if (this.running.size === 0) return;
-    this.services.logger.info(
+    this.services.logger.warn(
       { activeJobs: this.running.size },
-      'Redis connection restored: handing running jobs back to resume from what Redis holds',
+      'Redis connection lost: running jobs stop writing and go back to the queue to resume',
     );
+    for (const jobId of this.running.keys()) this.halted.add(jobId);
     this.suspendRunning();
   }
 
@@ -217,6 +223,7 @@ export class JobRegistry {
       this.running.delete(jobId);
       this.abandoned.delete(jobId);
       this.stopped.delete(jobId);
+      this.halted.delete(jobId);
     }
   }
 

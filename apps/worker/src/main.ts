@@ -99,11 +99,9 @@ bootOrExit(async () => {
     identity,
     logger,
   );
-  // After a reconnection Redis may lack writes it acknowledged: see handBackAfterReconnect.
-  let dataConnected = redis.status === 'ready';
-  redis.on('ready', () => {
-    if (dataConnected) jobs.handBackAfterReconnect();
-    dataConnected = true;
+  // Redis may lose writes it acknowledged before a drop: see haltAfterConnectionLoss.
+  redis.on('close', () => {
+    jobs.haltAfterConnectionLoss();
   });
   await subscribeToCancellations(subscriber, keys, (jobId) => {
     jobs.cancel(jobId);

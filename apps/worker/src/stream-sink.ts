@@ -40,7 +40,7 @@ export class StreamSink {
     private readonly checkpoints: CheckpointStore,
     private readonly mayWrite: (jobId: string) => boolean,
   ) {
-    this.tokens = new StreamBatcher(redis, keys);
+    this.tokens = new StreamBatcher(redis, keys, mayWrite);
   }
 
   async onEvent(target: SequenceTarget, event: SequenceEvent): Promise<void> {
