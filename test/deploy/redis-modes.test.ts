@@ -1,6 +1,7 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { JobName, type GenerateResult } from '#contracts';
+import { JobName, redisKeys, type GenerateResult } from '#contracts';
+import { requestCancel } from '#cluster';
 import type { ServiceProcess } from '#processes';
 import {
   startWorker,
@@ -24,7 +25,7 @@ import {
 /**
  * The key scenarios through real gateway and worker processes, on a single Redis and on a
  * three-primary Redis Cluster (the run's, from the global setup): completions, a batch, the
- * prefix cache and a resume after SIGKILL. On the cluster these run every Lua script and
+ * prefix cache, a cancellation and a resume after SIGKILL. On the cluster these run every Lua script and
  * multi-key command of the job path (BullMQ's, the stream end, token charging, the prefix cache's
  * claims and LRU, batch transitions, file and job MULTIs): each must keep its keys in one slot,
  * which the hash-tagged prefix gives. The oracle is the same bundle run in-process by the engine.
@@ -127,6 +128,20 @@ describe.each(modes)('key scenarios on %s', (mode, endpoint) => {
     expect((await run('prefix-1', 'First question?')).usage.cachedTokens).toBe(0);
     // The prompt is 648 + 16 bytes: the 640-token prefix (5 blocks of 128) comes from the cache.
     expect((await run('prefix-2', 'Second question?')).usage.cachedTokens).toBe(640);
+  });
+
+  it('cancels a running job from another process (pub/sub across the cluster bus)', async () => {
+    const request = { customId: 'cancel', prompt: 'Cancel me', seed: 77, maxTokens: 5000 };
+    await producer.add(JobName.Generate, generatePayload(request.prompt, samplingOf(request)), {
+      jobId: 'job-cancel',
+    });
+    await waitFor(async () => (await producer.tokenCount('job-cancel')) >= 20, {
+      message: '20 tokens streamed',
+    });
+    await requestCancel(producer.redis, redisKeys(prefix), 'job-cancel');
+    const result = (await producer.result(TEST_MODEL_ID, 'job-cancel')) as GenerateResult;
+    expect(result.choices[0]?.finishReason).toBe('cancelled');
+    expect(await producer.tokenCount('job-cancel')).toBeLessThan(request.maxTokens);
   });
 
   // On a single Redis this is worker.test.ts's "resumes on another worker after SIGKILL
