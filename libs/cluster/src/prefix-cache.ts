@@ -15,8 +15,10 @@ import { withLuaCommands } from './lua-commands.js';
  * themselves.
  *
  * Eviction runs inside one Lua script, so concurrent workers never over-count or double-evict.
- * (It touches keys it finds in the index: on Redis Cluster all keys must share one hash slot,
- * e.g. a QUEUE_PREFIX with a hash tag such as `{dijiang}`.)
+ * The states it evicts are keys it finds in the index, so they cannot be declared in KEYS in
+ * advance; Redis Cluster runs such a script when they live in the declared keys' slot (BullMQ's
+ * own scripts rely on the same for job keys), which the hash-tagged QUEUE_PREFIX that Cluster
+ * mode requires guarantees. test/cluster/prefix-cache.test.ts evicts on a real cluster.
  */
 const STORE_SCRIPT = `
 redis.call('DEL', KEYS[4])
