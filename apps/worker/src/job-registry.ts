@@ -147,12 +147,14 @@ export class JobRegistry {
    * this attempt and its retry resumes the same way.
    */
   haltAfterConnectionLoss(): void {
-    if (this.running.size === 0) return;
+    // Called again at each failed reconnection attempt: only jobs not yet halted are news.
+    const newlyHalted = [...this.running.keys()].filter((jobId) => !this.halted.has(jobId));
+    if (newlyHalted.length === 0) return;
     this.services.logger.warn(
-      { activeJobs: this.running.size },
+      { jobIds: newlyHalted },
       'Redis connection lost: running jobs stop writing and go back to the queue to resume',
     );
-    for (const jobId of this.running.keys()) this.halted.add(jobId);
+    for (const jobId of newlyHalted) this.halted.add(jobId);
     this.suspendRunning();
   }
 
