@@ -9,7 +9,7 @@ export class ConfigError extends Error {
 }
 
 /** Variables whose values never appear in an error message (they end up in logs). */
-const SECRET_VARIABLE = /PASSWORD/;
+const isSecret = (variable: string): boolean => variable.includes('PASSWORD');
 
 /**
  * Validates the environment once, at boot, against an app's schema. Every problem names the
@@ -34,7 +34,7 @@ export function loadConfig<Schema extends z.ZodObject>(
       const got =
         received === undefined
           ? 'it is not set'
-          : SECRET_VARIABLE.test(variable)
+          : isSecret(variable)
             ? 'its value is not shown'
             : `got ${JSON.stringify(received)}`;
       return `${variable}: ${issue.message} (${got})`;
