@@ -1,17 +1,28 @@
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { redisKeys } from '#contracts';
-import { PrefixCache } from '#cluster';
-import { deletePrefix, uniquePrefix } from '#testing';
+import { createLogger, createRedis, PrefixCache, type RedisClient } from '#cluster';
+import { deletePrefix, uniqueTaggedPrefix as uniquePrefix } from '#testing';
 
-describe('PrefixCache (real Redis)', () => {
-  let redis: Redis;
+/**
+ * The cache's Lua scripts run on a single Redis and on a three-primary Redis Cluster, where
+ * every key of a script must hash to one slot (the prefixes are hash-tagged, as Cluster mode
+ * requires): the store script's eviction deletes keys it reads from the LRU index.
+ */
+const modes = [
+  ['a single Redis', inject('redisUrl')],
+  ['a Redis Cluster', inject('redisCluster').target],
+] as const;
+const connect = (target: (typeof modes)[number][1]): RedisClient =>
+  createRedis(target, 'queue', 'prefix-cache-test', createLogger('prefix-cache-test', 'silent'));
+
+describe.each(modes)('PrefixCache (%s)', (_mode, target) => {
+  let redis: RedisClient;
   const prefix = uniquePrefix('pfx');
   const keys = redisKeys(prefix);
   const state = (fill: number, bytes = 1000): Buffer => Buffer.alloc(bytes, fill);
 
   beforeAll(() => {
-    redis = new Redis(inject('redisUrl'));
+    redis = connect(target);
   });
   afterAll(async () => {
     await deletePrefix(redis, prefix);
@@ -60,82 +71,85 @@ describe('PrefixCache (real Redis)', () => {
   });
 });
 
-describe('PrefixCache claims: a shared prefix is computed once (real Redis)', () => {
-  let redis: Redis;
-  const prefix = uniquePrefix('pfx-claim');
-  const keys = redisKeys(prefix);
-  const state = (fill: number): Buffer => Buffer.alloc(100, fill);
-  const boundaries = [
-    { tokens: 16, hash: 'c16' },
-    { tokens: 32, hash: 'c32' },
-  ];
-  const claimant = (id: string, stop = () => false) => ({ id, stopWaiting: stop });
-  const pending = async (promise: Promise<unknown>): Promise<boolean> =>
-    Promise.race([
-      promise.then(() => false),
-      new Promise<boolean>((resolve) => {
-        setTimeout(() => {
-          resolve(true);
-        }, 150);
-      }),
-    ]);
+describe.each(modes)(
+  'PrefixCache claims: a shared prefix is computed once (%s)',
+  (_mode, target) => {
+    let redis: RedisClient;
+    const prefix = uniquePrefix('pfx-claim');
+    const keys = redisKeys(prefix);
+    const state = (fill: number): Buffer => Buffer.alloc(100, fill);
+    const boundaries = [
+      { tokens: 16, hash: 'c16' },
+      { tokens: 32, hash: 'c32' },
+    ];
+    const claimant = (id: string, stop = () => false) => ({ id, stopWaiting: stop });
+    const pending = async (promise: Promise<unknown>): Promise<boolean> =>
+      Promise.race([
+        promise.then(() => false),
+        new Promise<boolean>((resolve) => {
+          setTimeout(() => {
+            resolve(true);
+          }, 150);
+        }),
+      ]);
 
-  beforeAll(() => {
-    redis = new Redis(inject('redisUrl'));
-  });
-  afterAll(async () => {
-    await deletePrefix(redis, prefix);
-    await redis.quit();
-  });
+    beforeAll(() => {
+      redis = connect(target);
+    });
+    afterAll(async () => {
+      await deletePrefix(redis, prefix);
+      await redis.quit();
+    });
 
-  it('makes a second sequence wait for each boundary the first one claimed', async () => {
-    const cache = new PrefixCache(redis, keys, 'wait', 1_000_000, 100);
-    expect(await cache.lookup(boundaries, claimant('first'))).toBeUndefined();
-    const second = cache.lookup(boundaries, claimant('second'));
-    expect(await pending(second)).toBe(true);
-    await cache.store('c16', state(1), 'first');
-    // Boundary 16 is there, but 32 is still being computed by 'first': keep waiting for it.
-    expect(await pending(second)).toBe(true);
-    await cache.store('c32', state(2), 'first');
-    const hit = await second;
-    expect(hit?.tokens).toBe(32);
-    expect(hit?.state.equals(state(2))).toBe(true);
-    expect(await cache.stats()).toMatchObject({ hits: 1, misses: 1 });
-  });
+    it('makes a second sequence wait for each boundary the first one claimed', async () => {
+      const cache = new PrefixCache(redis, keys, 'wait', 1_000_000, 100);
+      expect(await cache.lookup(boundaries, claimant('first'))).toBeUndefined();
+      const second = cache.lookup(boundaries, claimant('second'));
+      expect(await pending(second)).toBe(true);
+      await cache.store('c16', state(1), 'first');
+      // Boundary 16 is there, but 32 is still being computed by 'first': keep waiting for it.
+      expect(await pending(second)).toBe(true);
+      await cache.store('c32', state(2), 'first');
+      const hit = await second;
+      expect(hit?.tokens).toBe(32);
+      expect(hit?.state.equals(state(2))).toBe(true);
+      expect(await cache.stats()).toMatchObject({ hits: 1, misses: 1 });
+    });
 
-  it('lets a waiter compute the prefix itself when the claimant gives up or stops renewing', async () => {
-    const cache = new PrefixCache(redis, keys, 'release', 1_000_000, 100);
-    expect(await cache.lookup(boundaries, claimant('quitter'))).toBeUndefined();
-    const second = cache.lookup(boundaries, claimant('second'));
-    expect(await pending(second)).toBe(true);
-    await cache.releaseClaims('quitter');
-    expect(await second).toBeUndefined();
-    // 'second' now holds both claims; a dead claimant's claim expires on its own.
-    await redis.pexpire(keys.prefixClaim('release', 'c16'), 100);
-    await redis.pexpire(keys.prefixClaim('release', 'c32'), 100);
-    expect(await cache.lookup(boundaries, claimant('third'))).toBeUndefined();
-    expect(await redis.get(keys.prefixClaim('release', 'c16'))).toBe('third');
-  });
+    it('lets a waiter compute the prefix itself when the claimant gives up or stops renewing', async () => {
+      const cache = new PrefixCache(redis, keys, 'release', 1_000_000, 100);
+      expect(await cache.lookup(boundaries, claimant('quitter'))).toBeUndefined();
+      const second = cache.lookup(boundaries, claimant('second'));
+      expect(await pending(second)).toBe(true);
+      await cache.releaseClaims('quitter');
+      expect(await second).toBeUndefined();
+      // 'second' now holds both claims; a dead claimant's claim expires on its own.
+      await redis.pexpire(keys.prefixClaim('release', 'c16'), 100);
+      await redis.pexpire(keys.prefixClaim('release', 'c32'), 100);
+      expect(await cache.lookup(boundaries, claimant('third'))).toBeUndefined();
+      expect(await redis.get(keys.prefixClaim('release', 'c16'))).toBe('third');
+    });
 
-  it('stops waiting when the sequence asks to (cancelled, shutting down)', async () => {
-    const cache = new PrefixCache(redis, keys, 'stop', 1_000_000, 100);
-    await cache.lookup(boundaries, claimant('holder'));
-    let stop = false;
-    const waiter = cache.lookup(
-      boundaries,
-      claimant('waiter', () => stop),
-    );
-    expect(await pending(waiter)).toBe(true);
-    stop = true;
-    expect(await waiter).toBeUndefined();
-    // It took no claim: the holder's stay.
-    expect(await redis.get(keys.prefixClaim('stop', 'c16'))).toBe('holder');
-  });
+    it('stops waiting when the sequence asks to (cancelled, shutting down)', async () => {
+      const cache = new PrefixCache(redis, keys, 'stop', 1_000_000, 100);
+      await cache.lookup(boundaries, claimant('holder'));
+      let stop = false;
+      const waiter = cache.lookup(
+        boundaries,
+        claimant('waiter', () => stop),
+      );
+      expect(await pending(waiter)).toBe(true);
+      stop = true;
+      expect(await waiter).toBeUndefined();
+      // It took no claim: the holder's stay.
+      expect(await redis.get(keys.prefixClaim('stop', 'c16'))).toBe('holder');
+    });
 
-  it('claims nothing when a state cannot fit the cache', async () => {
-    const cache = new PrefixCache(redis, keys, 'small', 50, 100);
-    expect(await cache.lookup(boundaries, claimant('a'))).toBeUndefined();
-    expect(await cache.lookup(boundaries, claimant('b'))).toBeUndefined();
-    expect(await redis.exists(keys.prefixClaim('small', 'c16'))).toBe(0);
-  });
-});
+    it('claims nothing when a state cannot fit the cache', async () => {
+      const cache = new PrefixCache(redis, keys, 'small', 50, 100);
+      expect(await cache.lookup(boundaries, claimant('a'))).toBeUndefined();
+      expect(await cache.lookup(boundaries, claimant('b'))).toBeUndefined();
+      expect(await redis.exists(keys.prefixClaim('small', 'c16'))).toBe(0);
+    });
+  },
+);

@@ -40,4 +40,26 @@ describe('apps fail at boot with a message that says what to fix', () => {
     expect(stderr).toContain(`Redis is unreachable at redis://127.0.0.1:${port}`);
     expect(stderr).toContain('Start redis-server or set REDIS_URL');
   });
+
+  it('worker refuses a Redis Cluster without a hash-tagged prefix, saying why', () => {
+    const { status, stderr } = boot('worker', { REDIS_CLUSTER_NODES: '127.0.0.1:7000' });
+    expect(status).toBe(1);
+    expect(stderr).toMatch(
+      /QUEUE_PREFIX: Redis Cluster needs a hash-tagged prefix such as \{dijiang\}/,
+    );
+  });
+
+  // The gateway builds the same message from the same code; one boot (5 s to time out) is enough.
+  it('worker says when no sentinel answers, naming what to check', async () => {
+    const port = await freePort();
+    const { status, stderr } = boot('worker', {
+      REDIS_SENTINELS: `127.0.0.1:${port}`,
+      REDIS_SENTINEL_NAME: 'main',
+    });
+    expect(status).toBe(1);
+    expect(stderr).toContain(
+      `Redis is unreachable at the primary "main" of sentinels 127.0.0.1:${port}`,
+    );
+    expect(stderr).toContain('Check REDIS_SENTINELS');
+  });
 });

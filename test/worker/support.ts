@@ -1,5 +1,4 @@
 import { Job, Queue, type JobsOptions } from 'bullmq';
-import { Redis } from 'ioredis';
 import type { JobName } from '#contracts';
 import {
   decodeStreamEvent,
@@ -10,19 +9,25 @@ import {
   type JobPayloadInput,
   type StreamEvent,
 } from '#contracts';
-import { queueOptions } from '#cluster';
+import { createLogger, createRedis, queueOptions, type RedisClient } from '#cluster';
+import type { RedisTarget } from '#config';
 import { waitFor } from '../support/wait.js';
 
 /** A producer for worker tests: adds jobs straight to BullMQ, as the gateway does. */
 export class TestProducer {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   private readonly queues = new Map<string, Queue>();
 
   constructor(
-    redisUrl: string,
+    redis: string | RedisTarget,
     readonly prefix: string,
   ) {
-    this.redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
+    this.redis = createRedis(
+      redis,
+      'queue',
+      'test-producer',
+      createLogger('test-producer', 'silent'),
+    );
   }
 
   queue(model: string): Queue {

@@ -11,8 +11,9 @@ const program = new Command('dijiang')
 program
   .command('up')
   .description(
-    'Start the local cluster: a managed redis-server (unless REDIS_URL is set), the gateway and ' +
-      'WORKERS worker processes. Ctrl-C stops everything.',
+    'Start the local cluster: a managed redis-server (unless REDIS_URL, REDIS_SENTINELS or ' +
+      'REDIS_CLUSTER_NODES is set), the gateway and WORKERS worker processes. Ctrl-C stops ' +
+      'everything.',
   )
   .action(runUp);
 

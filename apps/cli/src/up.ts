@@ -9,7 +9,7 @@ import {
   DEFAULT_MODEL_CHECKPOINT,
   DEFAULT_MODEL_ID,
 } from '#model';
-import { launcherEnvSchema, loadConfig } from '#config';
+import { launcherEnvSchema, loadConfig, redisTargetOf } from '#config';
 import {
   freePort,
   isLogMessage,
@@ -60,8 +60,9 @@ export async function runUp(): Promise<void> {
   };
 
   try {
+    // REDIS_URL, or the sentinel or cluster variables, reach every child through its environment.
     let redisUrl = env.REDIS_URL;
-    if (redisUrl === undefined) {
+    if (redisTargetOf(env) === undefined) {
       const redis = await startRedisServer({
         port: await freePort(),
         dir: resolve(env.DATA_DIR, 'redis'),

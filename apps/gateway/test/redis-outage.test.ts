@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import redisErrors from 'redis-errors';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { createLogger, createRedis } from '#cluster';
+import { createLogger, createRedis, type RedisClient } from '#cluster';
 import { freePort } from '#processes';
 import { isRedisOutage } from '../src/common/redis-outage.js';
 
@@ -16,7 +16,7 @@ async function rejection(work: Promise<unknown>): Promise<unknown> {
 }
 
 describe('isRedisOutage (errors ioredis really raises)', () => {
-  const clients: Redis[] = [];
+  const clients: RedisClient[] = [];
   afterAll(() => {
     for (const client of clients) client.disconnect();
   });

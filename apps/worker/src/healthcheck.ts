@@ -6,31 +6,26 @@
  * hostname) is live in the Redis worker registry, the list `/health/ready` shows; exit 1 when none
  * is (not yet, or no longer), when Redis cannot be reached, or when the environment is invalid.
  *
- * REDIS_URL and QUEUE_PREFIX are read with the worker's own schema, so the defaults are the
+ * The Redis variables and QUEUE_PREFIX are read with the worker's own schema, so the defaults are the
  * worker's. A Redis that accepts the connection but never answers is left to Docker's check
  * timeout, which counts as a failure.
  */
 import { hostname } from 'node:os';
-import { Redis } from 'ioredis';
-import { listLiveWorkers } from '#cluster';
-import { loadConfig, workerEnvSchema } from '#config';
+import { createLogger, createRedis, listLiveWorkers } from '#cluster';
+import { loadConfig, requireRedisTarget, workerEnvSchema } from '#config';
 import { redisKeys } from '#contracts';
-
-/** How long the one connection attempt may take, within Docker's 5 s check timeout. */
-const CONNECT_TIMEOUT_MS = 3000;
 
 async function isThisHostsWorkerLive(): Promise<boolean> {
   const env = loadConfig(workerEnvSchema);
   // One attempt and no reconnection or queued commands: a failed check simply fails, and Docker
   // runs the next one at its interval.
-  const redis = new Redis(env.REDIS_URL, {
-    lazyConnect: true,
-    maxRetriesPerRequest: 0,
-    connectTimeout: CONNECT_TIMEOUT_MS,
-    retryStrategy: () => null,
-  });
-  // The failed connect rejects below; without a listener ioredis would also print the error.
-  redis.on('error', () => undefined);
+  const redis = createRedis(
+    requireRedisTarget(env),
+    'probe',
+    'dijiang:worker:healthcheck',
+    // The failed connect rejects below and is reported once, on stderr.
+    createLogger('worker-healthcheck', 'silent'),
+  );
   try {
     await redis.connect();
     const live = await listLiveWorkers(redis, redisKeys(env.QUEUE_PREFIX));

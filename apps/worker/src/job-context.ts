@@ -1,5 +1,5 @@
 import type { Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '#cluster';
 import type { DigestResult, JobPriority, RedisKeys, ScoreResult, WorkerRecord } from '#contracts';
 import type { CheckpointStore, Logger, PrefixCache, StoredResult } from '#cluster';
 import type { CheckpointPolicy, Engine, SequenceOutcome } from '#engine';
@@ -23,7 +23,7 @@ export interface ModelRuntime {
 
 /** What the worker shares among all its jobs. */
 export interface WorkerServices {
-  redis: Redis;
+  redis: RedisClient;
   keys: RedisKeys;
   checkpoints: CheckpointStore;
   settings: JobSettings;

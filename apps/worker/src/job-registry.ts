@@ -1,5 +1,5 @@
 import { UnrecoverableError, WaitingError, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '#cluster';
 import {
   assertProcessorsCover,
   InvalidJobError,
@@ -66,10 +66,12 @@ export class JobRegistry {
   private readonly abandoned = new Set<string>();
   /** Jobs with a failed sequence: their other sequences stop and write nothing more. */
   private readonly stopped = new Set<string>();
+  /** Jobs running when the Redis connection dropped: they write nothing more. */
+  private readonly halted = new Set<string>();
   private readonly services: WorkerServices;
 
   constructor(
-    redis: Redis,
+    redis: RedisClient,
     keys: RedisKeys,
     checkpoints: CheckpointStore,
     settings: JobSettings,
@@ -88,7 +90,8 @@ export class JobRegistry {
         redis,
         keys,
         checkpoints,
-        (jobId) => !this.abandoned.has(jobId) && !this.stopped.has(jobId),
+        (jobId) =>
+          !this.abandoned.has(jobId) && !this.stopped.has(jobId) && !this.halted.has(jobId),
       ),
       starter: new SequenceStarter(redis, keys, checkpoints),
     };
@@ -128,6 +131,34 @@ export class JobRegistry {
   /** Shutdown: checkpoint every running sequence and hand its job back to the queue. */
   suspendAll(): void {
     this.draining = true;
+    this.suspendRunning();
+  }
+
+  /**
+   * The connection that writes tokens and checkpoints dropped. Redis may lose writes it had
+   * acknowledged, and nothing tells which: a replica promoted by Sentinel lacks what the old
+   * primary had not yet copied to it (replication is asynchronous), a restarted Redis what its
+   * append-only file had not yet flushed. So the running jobs write nothing more from this
+   * moment (only the commands already in flight are sent again after the reconnection), their
+   * sequences are suspended and the jobs handed back once Redis answers again, to resume from
+   * what it holds: the stream's gap-free run of tokens replayed, the rest sampled again from the
+   * seed (the same tokens), a checkpoint used only when the stream holds every token it absorbed.
+   * A choice that ended in the engine meanwhile has no end entry in the stream: its job fails
+   * this attempt and its retry resumes the same way.
+   */
+  haltAfterConnectionLoss(): void {
+    // Called again at each failed reconnection attempt: only jobs not yet halted are news.
+    const newlyHalted = [...this.running.keys()].filter((jobId) => !this.halted.has(jobId));
+    if (newlyHalted.length === 0) return;
+    this.services.logger.warn(
+      { jobIds: newlyHalted },
+      'Redis connection lost: running jobs stop writing and go back to the queue to resume',
+    );
+    for (const jobId of newlyHalted) this.halted.add(jobId);
+    this.suspendRunning();
+  }
+
+  private suspendRunning(): void {
     for (const { engine, sequences } of this.running.values()) {
       for (const sequence of sequences) engine.suspend(sequence);
     }
@@ -194,6 +225,7 @@ export class JobRegistry {
       this.running.delete(jobId);
       this.abandoned.delete(jobId);
       this.stopped.delete(jobId);
+      this.halted.delete(jobId);
     }
   }
 

@@ -1,8 +1,7 @@
 import { hostname } from 'node:os';
 import { Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { modelQueueName, redisKeys } from '#contracts';
-import { loadConfig, workerEnvSchema } from '#config';
+import { loadConfig, requireRedisTarget, workerEnvSchema } from '#config';
 import {
   CheckpointStore,
   connectRedisOrFail,
@@ -10,6 +9,7 @@ import {
   createRedis,
   PrefixCache,
   publishModelChat,
+  type RedisClient,
   subscribeToCancellations,
   WorkerRegistry,
   workerOptions,
@@ -38,15 +38,11 @@ bootOrExit(async () => {
     );
   }
   const keys = redisKeys(env.QUEUE_PREFIX);
-  const probe = createRedis(env.REDIS_URL, 'commands', `dijiang:worker:${env.WORKER_ID}`, logger);
-  await connectRedisOrFail(probe, env.REDIS_URL);
-  const redis = createRedis(env.REDIS_URL, 'queue', `dijiang:worker:${env.WORKER_ID}:data`, logger);
-  const subscriber = createRedis(
-    env.REDIS_URL,
-    'queue',
-    `dijiang:worker:${env.WORKER_ID}:cancel`,
-    logger,
-  );
+  const target = requireRedisTarget(env);
+  const probe = createRedis(target, 'commands', `dijiang:worker:${env.WORKER_ID}`, logger);
+  await connectRedisOrFail(probe, target);
+  const redis = createRedis(target, 'queue', `dijiang:worker:${env.WORKER_ID}:data`, logger);
+  const subscriber = createRedis(target, 'queue', `dijiang:worker:${env.WORKER_ID}:cancel`, logger);
 
   // One engine thread per model, loaded (and checksummed) before the worker takes any job.
   const runtimes = new Map<string, ModelRuntime>();
@@ -103,15 +99,19 @@ bootOrExit(async () => {
     identity,
     logger,
   );
+  // Redis may lose writes it acknowledged before a drop: see haltAfterConnectionLoss.
+  redis.on('close', () => {
+    jobs.haltAfterConnectionLoss();
+  });
   await subscribeToCancellations(subscriber, keys, (jobId) => {
     jobs.cancel(jobId);
   });
 
   // BullMQ closes only the connections it creates itself: these are quit at shutdown.
-  const queueConnections: Redis[] = [];
+  const queueConnections: RedisClient[] = [];
   const workers = [...runtimes].map(([modelId, runtime]) => {
     const connection = createRedis(
-      env.REDIS_URL,
+      target,
       'queue',
       `dijiang:worker:${env.WORKER_ID}:bullmq`,
       logger,

@@ -1,5 +1,5 @@
 import { UnrecoverableError } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '#cluster';
 import type { RedisKeys } from '#contracts';
 import {
   loadSavedState,
@@ -37,7 +37,7 @@ export interface StartSources {
  */
 export class SequenceStarter {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
     private readonly checkpoints: CheckpointStore,
   ) {}

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '#cluster';
 import type { DigestResult, RedisKeys, ScoreResult, Usage } from '#contracts';
 import {
   appendDone,
@@ -35,12 +35,12 @@ export class StreamSink {
   private readonly tokens: StreamBatcher;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
     private readonly checkpoints: CheckpointStore,
     private readonly mayWrite: (jobId: string) => boolean,
   ) {
-    this.tokens = new StreamBatcher(redis, keys);
+    this.tokens = new StreamBatcher(redis, keys, mayWrite);
   }
 
   async onEvent(target: SequenceTarget, event: SequenceEvent): Promise<void> {

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import type { RedisKeys } from '#contracts';
 
 /** How long a cancellation flag outlives the request. @defaultValue 24 h */
@@ -9,13 +9,17 @@ const CANCEL_FLAG_TTL_SECONDS = 24 * 3600;
  * is picked up later (a worker checks it before starting); the announcement reaches a worker that
  * is running it now, within one engine tick.
  */
-export async function requestCancel(redis: Redis, keys: RedisKeys, jobId: string): Promise<void> {
+export async function requestCancel(
+  redis: RedisClient,
+  keys: RedisKeys,
+  jobId: string,
+): Promise<void> {
   await requestCancels(redis, keys, [jobId]);
 }
 
 /** {@link requestCancel} for many jobs in one round trip (a cancelled batch's lines). */
 export async function requestCancels(
-  redis: Redis,
+  redis: RedisClient,
   keys: RedisKeys,
   jobIds: readonly string[],
 ): Promise<void> {
@@ -30,7 +34,7 @@ export async function requestCancels(
 }
 
 export async function isCancelRequested(
-  redis: Redis,
+  redis: RedisClient,
   keys: RedisKeys,
   jobId: string,
 ): Promise<boolean> {
@@ -42,7 +46,7 @@ export async function isCancelRequested(
  * connection in subscribe mode cannot run other commands).
  */
 export async function subscribeToCancellations(
-  subscriber: Redis,
+  subscriber: RedisClient,
   keys: RedisKeys,
   onCancel: (jobId: string) => void,
 ): Promise<void> {

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import type { RedisKeys } from '#contracts';
 
 /**
@@ -22,7 +22,7 @@ const CHECKPOINT_TTL_SECONDS = 7 * 24 * 3600;
 
 export class CheckpointStore {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
   ) {}
 

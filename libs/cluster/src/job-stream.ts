@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import { withLuaCommands } from './lua-commands.js';
 import {
   decodeStreamEvent,
@@ -24,7 +24,7 @@ export const FINISHED_STREAM_TTL_SECONDS = 24 * 3600;
 export type ProgressStreamEvent = Exclude<StreamEvent, { type: 'done' | 'failed' }>;
 
 export async function appendStreamEvents(
-  redis: Redis,
+  redis: RedisClient,
   keys: RedisKeys,
   jobId: string,
   events: readonly ProgressStreamEvent[],
@@ -144,7 +144,7 @@ export class IncompleteStreamError extends Error {
  * the stream (the source of truth) rather than from its own memory.
  */
 export async function readStreamedChoices(
-  redis: Redis,
+  redis: RedisClient,
   keys: RedisKeys,
   jobId: string,
 ): Promise<StreamedChoices> {
@@ -188,7 +188,7 @@ interface JobStreamCommands {
   ): Promise<number>;
 }
 
-const withJobStreamCommands = (redis: Redis): Redis & JobStreamCommands =>
+const withJobStreamCommands = (redis: RedisClient): RedisClient & JobStreamCommands =>
   withLuaCommands<JobStreamCommands>(redis, {
     appendStreamEndOnce: { numberOfKeys: 3, lua: APPEND_END_ONCE_SCRIPT },
   });
@@ -205,7 +205,7 @@ export type StoredResult = 'none' | 'inline' | 'key';
  * the stream's lifetime. A stream that has ended already is left as it is.
  */
 export async function appendDone(
-  redis: Redis,
+  redis: RedisClient,
   keys: RedisKeys,
   jobId: string,
   usage: Usage,
@@ -230,7 +230,7 @@ export async function appendDone(
 
 /** Ends a job's stream with a failure (only when BullMQ will not retry the job). */
 export async function appendFailed(
-  redis: Redis,
+  redis: RedisClient,
   keys: RedisKeys,
   jobId: string,
   message: string,
@@ -239,7 +239,7 @@ export async function appendFailed(
 }
 
 async function appendEnd(
-  redis: Redis,
+  redis: RedisClient,
   keys: RedisKeys,
   jobId: string,
   event: DoneEvent | FailedEvent,
@@ -260,7 +260,7 @@ async function appendEnd(
 
 /** A `done` entry's result, read from its key when it was too large to travel inline. */
 export async function doneResult(
-  redis: Redis,
+  redis: RedisClient,
   done: DoneEvent,
 ): Promise<ScoreResult | DigestResult | undefined> {
   if (done.resultKey === undefined) return done.result;
@@ -271,7 +271,7 @@ export async function doneResult(
 
 /** How a job's stream ended, with the entry's id, or undefined while it has not. */
 export async function readStreamEnd(
-  redis: Redis,
+  redis: RedisClient,
   keys: RedisKeys,
   jobId: string,
 ): Promise<{ id: string; event: DoneEvent | FailedEvent } | undefined> {

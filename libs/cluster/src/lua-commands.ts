@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 
 /**
  * Lua scripts run as ioredis custom commands, as BullMQ runs its own: a connection sends a
@@ -13,7 +13,7 @@ export interface LuaCommand {
 }
 
 /** The commands already defined on each client: name -> script body. */
-const definedCommands = new WeakMap<Redis, Map<string, string>>();
+const definedCommands = new WeakMap<RedisClient, Map<string, string>>();
 
 /**
  * `redis` with `commands` defined on it, each once per client however often this is called
@@ -22,9 +22,9 @@ const definedCommands = new WeakMap<Redis, Map<string, string>>();
  * the code base, since they are methods of the one client.
  */
 export function withLuaCommands<Commands>(
-  redis: Redis,
+  redis: RedisClient,
   commands: Readonly<Record<keyof Commands & string, LuaCommand>>,
-): Redis & Commands {
+): RedisClient & Commands {
   let defined = definedCommands.get(redis);
   if (defined === undefined) {
     defined = new Map();
@@ -38,5 +38,5 @@ export function withLuaCommands<Commands>(
     redis.defineCommand(name, command);
     defined.set(name, command.lua);
   }
-  return redis as Redis & Commands;
+  return redis as RedisClient & Commands;
 }

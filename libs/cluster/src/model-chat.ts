@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import { modelChatSchema, type ModelChat, type RedisKeys } from '#contracts';
 
 /**
@@ -8,7 +8,7 @@ import { modelChatSchema, type ModelChat, type RedisKeys } from '#contracts';
  * outlives it. The key has no expiry: it describes the model, not a worker.
  */
 export async function publishModelChat(
-  redis: Redis,
+  redis: RedisClient,
   keys: RedisKeys,
   modelId: string,
   chat: ModelChat,
@@ -18,7 +18,7 @@ export async function publishModelChat(
 
 /** The chat template the model's workers published; undefined when none has (yet). */
 export async function readModelChat(
-  redis: Redis,
+  redis: RedisClient,
   keys: RedisKeys,
   modelId: string,
 ): Promise<ModelChat | undefined> {

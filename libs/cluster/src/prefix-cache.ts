@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import type { RedisKeys } from '#contracts';
 import { withLuaCommands } from './lua-commands.js';
 
@@ -15,8 +15,10 @@ import { withLuaCommands } from './lua-commands.js';
  * themselves.
  *
  * Eviction runs inside one Lua script, so concurrent workers never over-count or double-evict.
- * (It touches keys it finds in the index: on Redis Cluster all keys must share one hash slot,
- * e.g. a QUEUE_PREFIX with a hash tag such as `{dijiang}`.)
+ * The states it evicts are keys it finds in the index, so they cannot be declared in KEYS in
+ * advance; Redis Cluster runs such a script when they live in the declared keys' slot (BullMQ's
+ * own scripts rely on the same for job keys), which the hash-tagged QUEUE_PREFIX that Cluster
+ * mode requires guarantees. test/cluster/prefix-cache.test.ts evicts on a real cluster.
  */
 const STORE_SCRIPT = `
 redis.call('DEL', KEYS[4])
@@ -104,7 +106,7 @@ interface PrefixCacheCommands {
   prefixCacheClaims(numberOfKeys: number, ...keysAndArgs: (string | number)[]): Promise<number>;
 }
 
-const withPrefixCacheCommands = (redis: Redis): Redis & PrefixCacheCommands =>
+const withPrefixCacheCommands = (redis: RedisClient): RedisClient & PrefixCacheCommands =>
   withLuaCommands<PrefixCacheCommands>(redis, {
     prefixCacheStore: { numberOfKeys: 4, lua: STORE_SCRIPT },
     // Both take as many keys as the prompt has boundaries or the claimant holds claims.
@@ -149,10 +151,10 @@ export interface PrefixClaimant {
 export class PrefixCache {
   /** Prefix hashes each claimant of this process holds and has not stored yet. */
   private readonly claims = new Map<string, Set<string>>();
-  private readonly redis: Redis & PrefixCacheCommands;
+  private readonly redis: RedisClient & PrefixCacheCommands;
 
   constructor(
-    redis: Redis,
+    redis: RedisClient,
     private readonly keys: RedisKeys,
     private readonly modelId: string,
     /** @defaultValue 256 MiB (PREFIX_CACHE_MAX_BYTES) */

@@ -1,5 +1,5 @@
 import type { DefaultJobOptions, QueueOptions, WorkerOptions } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 
 /**
  * BullMQ timing, set in one place (DESIGN.md decision 6). Every worker of a queue must use the
@@ -25,12 +25,12 @@ export const defaultJobOptions: DefaultJobOptions = {
   removeOnFail: { age: 7 * 24 * 3600 },
 };
 
-export function queueOptions(connection: Redis, prefix: string): QueueOptions {
+export function queueOptions(connection: RedisClient, prefix: string): QueueOptions {
   return { connection, prefix, defaultJobOptions };
 }
 
 export function workerOptions(
-  connection: Redis,
+  connection: RedisClient,
   prefix: string,
   concurrency: number,
 ): WorkerOptions {

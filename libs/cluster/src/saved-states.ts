@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import type { RedisKeys } from '#contracts';
 
 /** A recurrent state saved for later requests (`/v1/states`, digest jobs). */
@@ -12,7 +12,7 @@ export interface SavedStateMeta {
 }
 
 export async function saveState(
-  redis: Redis,
+  redis: RedisClient,
   keys: RedisKeys,
   stateId: string,
   state: Buffer,
@@ -39,7 +39,7 @@ function parseMeta(raw: Record<string, string>): SavedStateMeta | undefined {
 }
 
 export async function loadSavedState(
-  redis: Redis,
+  redis: RedisClient,
   keys: RedisKeys,
   stateId: string,
 ): Promise<{ meta: SavedStateMeta; state: Buffer } | undefined> {

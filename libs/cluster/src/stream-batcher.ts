@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import { encodeStreamEvent, type RedisKeys, type StreamEvent } from '#contracts';
 
 /**
@@ -13,8 +13,13 @@ export class StreamBatcher {
   private flushing: Promise<void> | undefined;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
+    /**
+     * Checked again when the batch is written, a turn of the event loop after `append`: a job
+     * may have lost the right to write meanwhile (the connection dropped, its lock was lost).
+     */
+    private readonly mayWrite: (jobId: string) => boolean = () => true,
   ) {}
 
   append(jobId: string, event: StreamEvent): Promise<void> {
@@ -26,9 +31,10 @@ export class StreamBatcher {
   }
 
   private async flush(): Promise<void> {
-    const batch = this.pending;
+    const batch = this.pending.filter(({ jobId }) => this.mayWrite(jobId));
     this.pending = [];
     this.flushing = undefined;
+    if (batch.length === 0) return;
     const pipeline = this.redis.pipeline();
     for (const { jobId, event } of batch) {
       pipeline.xadd(this.keys.jobStream(jobId), '*', ...encodeStreamEvent(event));

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import { gatewayKeys, RATE_LIMIT_WINDOW_MS, type RedisKeys } from '#contracts';
 import { withLuaCommands } from './lua-commands.js';
 
@@ -27,7 +27,7 @@ interface TokenUsageCommands {
   ): Promise<number>;
 }
 
-const withTokenUsageCommands = (redis: Redis): Redis & TokenUsageCommands =>
+const withTokenUsageCommands = (redis: RedisClient): RedisClient & TokenUsageCommands =>
   withLuaCommands<TokenUsageCommands>(redis, {
     chargeTokensOnce: { numberOfKeys: 2, lua: CHARGE_ONCE_SCRIPT },
   });
@@ -40,7 +40,7 @@ const withTokenUsageCommands = (redis: Redis): Redis & TokenUsageCommands =>
  * retried (its worker died after charging) is not charged again.
  */
 export async function chargeTenantTokens(
-  redis: Redis,
+  redis: RedisClient,
   keys: RedisKeys,
   jobId: string,
   tenant: string,

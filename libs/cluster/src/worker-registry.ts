@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import { workerRecordSchema, type RedisKeys, type WorkerRecord } from '#contracts';
 import type { Logger } from './logger.js';
 
@@ -16,7 +16,7 @@ export class WorkerRegistry {
   private outageLogged = false;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
     private readonly identity: WorkerIdentity,
     private readonly ttlMs: number,
@@ -73,7 +73,10 @@ export class WorkerRegistry {
 }
 
 /** The workers whose heartbeat is current, sorted by id; prunes index entries that expired. */
-export async function listLiveWorkers(redis: Redis, keys: RedisKeys): Promise<WorkerRecord[]> {
+export async function listLiveWorkers(
+  redis: RedisClient,
+  keys: RedisKeys,
+): Promise<WorkerRecord[]> {
   const ids = await redis.smembers(keys.workerIndex);
   if (ids.length === 0) return [];
   const records = await redis.mget(ids.map((id) => keys.worker(id)));

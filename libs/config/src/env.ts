@@ -8,6 +8,9 @@ export class ConfigError extends Error {
   }
 }
 
+/** Variables whose values never appear in an error message (they end up in logs). */
+const isSecret = (variable: string): boolean => variable.includes('PASSWORD');
+
 /**
  * Validates the environment once, at boot, against an app's schema. Every problem names the
  * variable, the expected form and the value received, so an operator can fix all of them at once.
@@ -28,7 +31,12 @@ export function loadConfig<Schema extends z.ZodObject>(
     result.error.issues.map((issue) => {
       const variable = issue.path.map(String).join('.');
       const received = present[variable];
-      const got = received === undefined ? 'it is not set' : `got ${JSON.stringify(received)}`;
+      const got =
+        received === undefined
+          ? 'it is not set'
+          : isSecret(variable)
+            ? 'its value is not shown'
+            : `got ${JSON.stringify(received)}`;
       return `${variable}: ${issue.message} (${got})`;
     }),
   );

@@ -1,2 +1,3 @@
 export * from './env.js';
 export * from './schemas.js';
+export * from './redis-target.js';

@@ -2,8 +2,11 @@ import { describe, expect, it } from 'vitest';
 import {
   ConfigError,
   gatewayEnvSchema,
+  isHashTagged,
   launcherEnvSchema,
   loadConfig,
+  redisTargetOf,
+  requireRedisTarget,
   workerEnvSchema,
 } from '#config';
 
@@ -45,7 +48,9 @@ describe('environment validation', () => {
   it('names a missing required variable', () => {
     const problems = problemsOf(() => loadConfig(workerEnvSchema, {}));
     expect(problems).toHaveLength(1);
-    expect(problems[0]).toMatch(/^REDIS_URL: .*redis:\/\/.*it is not set/);
+    expect(problems[0]).toMatch(
+      /^REDIS_URL: .*redis:\/\/.*or REDIS_SENTINELS with REDIS_SENTINEL_NAME .*REDIS_CLUSTER_NODES .*it is not set/,
+    );
   });
 
   it('names every invalid variable with the expected form and the value received', () => {
@@ -82,7 +87,125 @@ describe('environment validation', () => {
 
   it('puts every problem in the error message', () => {
     expect(() => loadConfig(workerEnvSchema, { WORKER_CAPACITY: '0' })).toThrow(
-      /Invalid environment:\n {2}- REDIS_URL: .*\n {2}- WORKER_CAPACITY: expected at least 1/,
+      /Invalid environment:\n {2}- WORKER_CAPACITY: expected at least 1.*\n {2}- REDIS_URL: /,
     );
+  });
+
+  describe('Redis modes', () => {
+    const sentinels = {
+      REDIS_SENTINELS: '10.0.0.1:26379,[::1]:26380',
+      REDIS_SENTINEL_NAME: 'main',
+    };
+
+    it('reads Sentinel and Cluster targets, passwords included', () => {
+      const sentinel = loadConfig(workerEnvSchema, {
+        ...sentinels,
+        REDIS_PASSWORD: 'pw',
+        REDIS_SENTINEL_PASSWORD: 'spw',
+      });
+      expect(requireRedisTarget(sentinel)).toEqual({
+        mode: 'sentinel',
+        sentinels: [
+          { host: '10.0.0.1', port: 26379 },
+          { host: '::1', port: 26380 },
+        ],
+        name: 'main',
+        password: 'pw',
+        sentinelPassword: 'spw',
+      });
+      const cluster = loadConfig(gatewayEnvSchema, {
+        REDIS_CLUSTER_NODES: 'redis-0:7000, redis-1:7001',
+        QUEUE_PREFIX: '{dijiang}',
+      });
+      expect(requireRedisTarget(cluster)).toEqual({
+        mode: 'cluster',
+        nodes: [
+          { host: 'redis-0', port: 7000 },
+          { host: 'redis-1', port: 7001 },
+        ],
+        password: undefined,
+      });
+      expect(requireRedisTarget(loadConfig(workerEnvSchema, { REDIS_URL: 'redis://r:1' }))).toEqual(
+        { mode: 'single', url: 'redis://r:1' },
+      );
+    });
+
+    it('refuses two modes at once, naming both variables', () => {
+      expect(
+        problemsOf(() =>
+          loadConfig(gatewayEnvSchema, {
+            REDIS_URL: 'redis://r:1',
+            REDIS_CLUSTER_NODES: 'a:1',
+            QUEUE_PREFIX: '{d}',
+          }),
+        ),
+      ).toEqual([
+        'REDIS_CLUSTER_NODES: set only one of REDIS_URL, REDIS_SENTINELS, REDIS_CLUSTER_NODES; ' +
+          'REDIS_URL and REDIS_CLUSTER_NODES are set (got "a:1")',
+      ]);
+    });
+
+    it('needs the sentinel name, and refuses the variables of a mode not chosen', () => {
+      expect(problemsOf(() => loadConfig(workerEnvSchema, { REDIS_SENTINELS: 'a:26379' }))).toEqual(
+        [
+          'REDIS_SENTINEL_NAME: REDIS_SENTINELS needs the name of the primary the sentinels ' +
+            'monitor (it is not set)',
+        ],
+      );
+      expect(
+        problemsOf(() =>
+          loadConfig(workerEnvSchema, { REDIS_URL: 'redis://r:1', REDIS_PASSWORD: 'pw' }),
+        ),
+      ).toEqual([
+        expect.stringMatching(
+          /^REDIS_PASSWORD: only used with .*goes in the URL.*\(its value is not shown\)$/,
+        ),
+      ]);
+    });
+
+    it('names a malformed node list', () => {
+      expect(
+        problemsOf(() =>
+          loadConfig(workerEnvSchema, { REDIS_CLUSTER_NODES: 'a:1,b', QUEUE_PREFIX: '{x}' }),
+        ),
+      ).toEqual([
+        expect.stringMatching(
+          /^REDIS_CLUSTER_NODES: expected comma-separated host:port .*\(got "a:1,b"\)$/,
+        ),
+      ]);
+      expect(
+        problemsOf(() => loadConfig(workerEnvSchema, { ...sentinels, REDIS_SENTINELS: 'a:70000' })),
+      ).toHaveLength(1);
+    });
+
+    it('requires a hash-tagged QUEUE_PREFIX in cluster mode, saying why', () => {
+      for (const prefix of [undefined, 'dijiang', '{}dijiang', 'dijiang}{']) {
+        const problems = problemsOf(() =>
+          loadConfig(workerEnvSchema, {
+            REDIS_CLUSTER_NODES: 'a:7000',
+            ...(prefix === undefined ? {} : { QUEUE_PREFIX: prefix }),
+          }),
+        );
+        expect(problems).toEqual([
+          expect.stringMatching(
+            /^QUEUE_PREFIX: Redis Cluster needs a hash-tagged prefix such as \{dijiang\}: .*one slot/,
+          ),
+        ]);
+      }
+      expect(isHashTagged('{dijiang}')).toBe(true);
+      expect(isHashTagged('team-{a}-x')).toBe(true);
+      // A single Redis takes any prefix.
+      expect(loadConfig(workerEnvSchema, { REDIS_URL: 'redis://r:1' }).QUEUE_PREFIX).toBe(
+        'dijiang',
+      );
+    });
+
+    it('lets the launcher start its own Redis when no mode is set, and passes the others on', () => {
+      expect(redisTargetOf(loadConfig(launcherEnvSchema, {}))).toBeUndefined();
+      expect(redisTargetOf(loadConfig(launcherEnvSchema, sentinels))?.mode).toBe('sentinel');
+      expect(
+        problemsOf(() => loadConfig(launcherEnvSchema, { REDIS_CLUSTER_NODES: 'a:1' })),
+      ).toEqual([expect.stringMatching(/^QUEUE_PREFIX: Redis Cluster needs a hash-tagged prefix/)]);
+    });
   });
 });

@@ -34,6 +34,10 @@ export interface RedisServerOptions {
   appendOnly: boolean;
   /** Own process group, so a terminal's Ctrl-C reaches only the launcher that owns it. */
   detached?: boolean;
+  /** More `--name value` settings (a replica's `--replicaof`, cluster mode). */
+  extraArgs?: readonly string[];
+  /** The log text that means ready. @defaultValue `Ready to accept connections` */
+  readyText?: string;
 }
 
 export interface RedisServer extends ServiceProcess {
@@ -61,10 +65,12 @@ export async function startRedisServer(options: RedisServerOptions): Promise<Red
     'noeviction',
     '--daemonize',
     'no',
+    ...(options.extraArgs ?? []),
   ];
+  const readyText = options.readyText ?? 'Ready to accept connections';
   const service = await spawnService(`redis-server :${options.port}`, binary, args, {
     env: process.env,
-    isReady: (line) => line.includes('Ready to accept connections'),
+    isReady: (line) => line.includes(readyText),
     readyTimeoutMs: 15_000,
     detached: options.detached ?? false,
   });

@@ -2,6 +2,26 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { isLogMessage, ReadyMessage, spawnService, type ServiceProcess } from '#processes';
 import { testModelDir } from './model.js';
+import type { RedisEndpoint } from './redis-ha.js';
+
+/**
+ * The Redis variables of a child: a URL (single server) or an endpoint's own variables. The
+ * other modes' variables are cleared (empty counts as unset), so one set in the test's own
+ * environment cannot add a second mode.
+ */
+function redisEnv(redis: string | RedisEndpoint): Record<string, string> {
+  const cleared = Object.fromEntries(
+    [
+      'REDIS_URL',
+      'REDIS_SENTINELS',
+      'REDIS_SENTINEL_NAME',
+      'REDIS_PASSWORD',
+      'REDIS_SENTINEL_PASSWORD',
+      'REDIS_CLUSTER_NODES',
+    ].map((name) => [name, '']),
+  );
+  return { ...cleared, ...(typeof redis === 'string' ? { REDIS_URL: redis } : redis.env) };
+}
 
 /** The built entry point of an app; child processes always run the compiled dist/. */
 export function appEntry(app: 'gateway' | 'worker' | 'cli'): string {
@@ -28,13 +48,13 @@ export interface TestGateway {
   readonly service: ServiceProcess;
 }
 
-/** Starts a gateway process on a free port against `redisUrl`. */
+/** Starts a gateway process on a free port against `redis` (a URL or an endpoint). */
 export async function startGateway(
-  redisUrl: string,
+  redis: string | RedisEndpoint,
   env: Record<string, string> = {},
 ): Promise<TestGateway> {
   const service = await spawnService('gateway', process.execPath, [appEntry('gateway')], {
-    env: { ...process.env, LOG_LEVEL: 'info', ...env, REDIS_URL: redisUrl, PORT: '0' },
+    env: { ...process.env, LOG_LEVEL: 'info', ...env, ...redisEnv(redis), PORT: '0' },
     isReady: (line) => isLogMessage(line, ReadyMessage.Gateway),
     onLine: forwardWhenDebugging('gateway'),
   });
@@ -43,11 +63,11 @@ export async function startGateway(
 }
 
 /**
- * Starts a worker process against `redisUrl` serving the test model (unless `MODEL_DIR` is
+ * Starts a worker process against `redis` (a URL or an endpoint) serving the test model (unless `MODEL_DIR` is
  * given); resolves once it has loaded its models and registered.
  */
 export async function startWorker(
-  redisUrl: string,
+  redis: string | RedisEndpoint,
   env: Record<string, string> = {},
 ): Promise<ServiceProcess> {
   return spawnService('worker', process.execPath, [appEntry('worker')], {
@@ -57,7 +77,7 @@ export async function startWorker(
       MODEL_DIR: testModelDir(),
       ENGINE_THREADS: '1',
       ...env,
-      REDIS_URL: redisUrl,
+      ...redisEnv(redis),
     },
     isReady: (line) => isLogMessage(line, ReadyMessage.Worker),
     onLine: forwardWhenDebugging(env.WORKER_ID ?? 'worker'),

@@ -1,4 +1,5 @@
 export * from './redis.js';
+export * from './redis-ha.js';
 export * from './apps.js';
 export * from './model.js';
 export * from './english.js';

@@ -3,7 +3,9 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import { Cluster } from 'ioredis';
+import type { RedisClient } from '#cluster';
+import type { RedisTarget } from '#config';
 import {
   findRedisServer,
   freePort,
@@ -11,6 +13,7 @@ import {
   startRedisServer,
   type RedisServer,
 } from '#processes';
+import type { RedisEndpoint } from './redis-ha.js';
 
 /**
  * Makes sure a redis-server binary exists before any test runs. Tests never use a shared Redis:
@@ -37,7 +40,7 @@ export function ensureRedisServerBinary(): string {
 }
 
 /** A private redis-server for tests: its own port and data dir, restartable on the same port. */
-export class TestRedis {
+export class TestRedis implements RedisEndpoint {
   private constructor(
     private server: RedisServer,
     readonly dir: string,
@@ -55,6 +58,14 @@ export class TestRedis {
     return this.server.url;
   }
 
+  get env(): Record<string, string> {
+    return { REDIS_URL: this.server.url };
+  }
+
+  get target(): RedisTarget {
+    return { mode: 'single', url: this.server.url };
+  }
+
   get port(): number {
     return this.server.port;
   }
@@ -63,7 +74,7 @@ export class TestRedis {
     return this.server.pid;
   }
 
-  /** Graceful shutdown (SIGTERM): Redis flushes its AOF first. */
+  /** Graceful shutdown (SIGTERM): RedisClient flushes its AOF first. */
   async stop(): Promise<void> {
     await this.server.stop('SIGTERM');
   }
@@ -83,12 +94,20 @@ export function uniquePrefix(label: string): string {
   return `test-${label}-${randomBytes(4).toString('hex')}`;
 }
 
-/** Deletes every key under `prefix` (the registry's and BullMQ's alike). */
-export async function deletePrefix(redis: Redis, prefix: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length > 0) await redis.del(...keys);
-  } while (cursor !== '0');
+/** {@link uniquePrefix} with a hash tag (`{test-label-…}`), as a Redis Cluster needs. */
+export function uniqueTaggedPrefix(label: string): string {
+  return `{${uniquePrefix(label)}}`;
+}
+
+/** Deletes every key under `prefix` (the registry's and BullMQ's alike), on every primary. */
+export async function deletePrefix(redis: RedisClient, prefix: string): Promise<void> {
+  const primaries = redis instanceof Cluster ? redis.nodes('master') : [redis];
+  for (const node of primaries) {
+    let cursor = '0';
+    do {
+      const [next, keys] = await node.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) await node.del(...keys);
+    } while (cursor !== '0');
+  }
 }

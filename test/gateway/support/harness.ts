@@ -1,6 +1,6 @@
 import { expect } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { appEntry, startGateway, type TestGateway } from '#testing';
+import { appEntry, startGateway, type RedisEndpoint, type TestGateway } from '#testing';
 
 /** Runs the `dijiang` command; fails the test with its stderr when it fails. */
 export function dijiang(args: string[]): string {
@@ -37,11 +37,11 @@ export const Keys = {
 } as const;
 
 export async function startTestGateway(
-  redisUrl: string,
+  redis: string | RedisEndpoint,
   prefix: string,
   env: Record<string, string> = {},
 ): Promise<TestGateway> {
-  return startGateway(redisUrl, {
+  return startGateway(redis, {
     QUEUE_PREFIX: prefix,
     API_KEYS: `alice:${Keys.alice},bob:${Keys.bob}`,
     ADMIN_API_KEYS: `ops:${Keys.admin}`,

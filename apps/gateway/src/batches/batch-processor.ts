@@ -1,5 +1,5 @@
 import { FlowProducer, Job, Queue, UnrecoverableError, Worker, type FlowJobNode } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '#cluster';
 import {
   GatewayJobName,
   InvalidJobError,
@@ -34,9 +34,9 @@ const expiryId = (batchId: string): string => `${batchId}-expire`;
 
 export interface BatchProcessorDependencies extends LineCheckerDependencies {
   /** Fail-fast client, for cancellation flags. */
-  redis: Redis;
+  redis: RedisClient;
   /** A connection for BullMQ (commands wait for Redis instead of failing fast). */
-  connection: Redis;
+  connection: RedisClient;
   keys: RedisKeys;
   store: BatchStore;
   files: FileStore;

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '#cluster';
 import {
   batchLineSchema,
   batchRecordSchema,
@@ -70,11 +70,11 @@ interface BatchCommands {
   ): Promise<string | null>;
 }
 
-function withBatchCommands(redis: Redis): Redis & BatchCommands {
+function withBatchCommands(redis: RedisClient): RedisClient & BatchCommands {
   // Defining again on a shared client replaces the same script: harmless.
   redis.defineCommand('batchTransition', { numberOfKeys: 1, lua: TRANSITION_SCRIPT });
   // defineCommand adds the method at run time; ioredis cannot type it.
-  return redis as Redis & BatchCommands;
+  return redis as RedisClient & BatchCommands;
 }
 
 /** Lines written to Redis per round trip. @defaultValue 500 */
@@ -96,10 +96,10 @@ export interface ValidatedLines {
  * through {@link BatchStore.transition}.
  */
 export class BatchStore {
-  private readonly redis: Redis & BatchCommands;
+  private readonly redis: RedisClient & BatchCommands;
 
   constructor(
-    redis: Redis,
+    redis: RedisClient,
     private readonly gateway: GatewayKeys,
   ) {
     this.redis = withBatchCommands(redis);

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '#cluster';
 import { z } from 'zod';
 import type { BatchRecord, GatewayKeys, RedisKeys } from '#contracts';
 import type { GatewayEnv } from '#config';
@@ -31,9 +31,9 @@ export const batchCreateSchema = z.strictObject({
 });
 
 export interface BatchDependencies {
-  redis: Redis;
+  redis: RedisClient;
   /** A connection for BullMQ (commands wait for Redis instead of failing fast). */
-  connection: Redis;
+  connection: RedisClient;
   keys: RedisKeys;
   gateway: GatewayKeys;
   files: FileStore;

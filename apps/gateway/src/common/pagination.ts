@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '#cluster';
 import { z } from 'zod';
 import { parseRequest } from './validation.js';
 
@@ -23,7 +23,7 @@ export interface Page<T> {
  * one) gives an empty page rather than revealing anything.
  */
 export async function pageOfIds(
-  redis: Redis,
+  redis: RedisClient,
   indexKey: string,
   query: unknown,
 ): Promise<{ ids: string[]; hasMore: boolean }> {

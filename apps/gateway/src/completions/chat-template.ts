@@ -5,7 +5,7 @@
  * @huggingface/jinja with the variables transformers' `apply_chat_template` gives them.
  */
 import { Template } from '@huggingface/jinja';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '#cluster';
 import type { ModelChat, RedisKeys } from '#contracts';
 import { readModelChat } from '#cluster';
 import { invalidRequest } from '../common/api-error.js';
@@ -76,7 +76,7 @@ export class ChatPrompts {
   >();
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
   ) {}
 

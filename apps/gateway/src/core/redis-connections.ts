@@ -1,7 +1,6 @@
 import type { OnApplicationShutdown } from '@nestjs/common';
-import type { Redis } from 'ioredis';
-import type { GatewayEnv } from '#config';
-import { connectRedisOrFail, createRedis, type Logger } from '#cluster';
+import { requireRedisTarget, type GatewayEnv, type RedisTarget } from '#config';
+import { connectRedisOrFail, createRedis, type Logger, type RedisClient } from '#cluster';
 
 /**
  * The gateway's Redis connections. They close last at shutdown: Nest calls this hook after the
@@ -12,25 +11,26 @@ export class RedisConnections implements OnApplicationShutdown {
 
   private constructor(
     /** Fail-fast client: request-path reads and writes fail at once while Redis is down. */
-    readonly commands: Redis,
+    readonly commands: RedisClient,
     /** BullMQ's client: its commands wait for a reconnection. */
-    readonly queue: Redis,
-    private readonly url: string,
+    readonly queue: RedisClient,
+    private readonly target: RedisTarget,
     private readonly logger: Logger,
   ) {}
 
   /** Connects both clients; fails the boot with an actionable message when Redis is unreachable. */
   static async connect(env: GatewayEnv, logger: Logger): Promise<RedisConnections> {
-    const commands = createRedis(env.REDIS_URL, 'commands', 'dijiang:gateway:commands', logger);
-    await connectRedisOrFail(commands, env.REDIS_URL);
-    const queue = createRedis(env.REDIS_URL, 'queue', 'dijiang:gateway:queue', logger);
+    const target = requireRedisTarget(env);
+    const commands = createRedis(target, 'commands', 'dijiang:gateway:commands', logger);
+    await connectRedisOrFail(commands, target);
+    const queue = createRedis(target, 'queue', 'dijiang:gateway:queue', logger);
     try {
-      await connectRedisOrFail(queue, env.REDIS_URL);
+      await connectRedisOrFail(queue, target);
     } catch (error) {
       commands.disconnect();
       throw error;
     }
-    return new RedisConnections(commands, queue, env.REDIS_URL, logger);
+    return new RedisConnections(commands, queue, target, logger);
   }
 
   /** Whether the command client is connected now (false while it reconnects). */
@@ -39,10 +39,10 @@ export class RedisConnections implements OnApplicationShutdown {
   }
 
   /** A new fail-fast connection for one blocking stream reader; its owner disconnects it. */
-  async openReader(): Promise<Redis> {
+  async openReader(): Promise<RedisClient> {
     this.readerCount += 1;
     const reader = createRedis(
-      this.url,
+      this.target,
       'commands',
       `dijiang:gateway:reader-${this.readerCount}`,
       this.logger,

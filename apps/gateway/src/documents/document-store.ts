@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '#cluster';
 import { z } from 'zod';
 import type { GatewayKeys, RedisKeys } from '#contracts';
 import { invalidRequest, notFound } from '../common/api-error.js';
@@ -41,7 +41,7 @@ function utf8Check(): (chunk: Buffer, last: boolean) => void {
  */
 export class DocumentStore {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
     private readonly gateway: GatewayKeys,
   ) {}

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '#cluster';
 import { fileRecordSchema, type FileRecord, type GatewayKeys } from '#contracts';
 import { notFound, payloadTooLarge } from '../common/api-error.js';
 import { pageOfIds } from '../common/pagination.js';
@@ -18,7 +18,7 @@ const READ_BYTES = 1024 * 1024;
  * Returns the byte count.
  */
 export async function streamIntoRedis(
-  redis: Redis,
+  redis: RedisClient,
   gateway: GatewayKeys,
   key: string,
   source: AsyncIterable<Buffer>,
@@ -65,7 +65,7 @@ export async function streamIntoRedis(
 }
 
 /** The bytes of a Redis string, range by range. */
-export async function* readFromRedis(redis: Redis, key: string): AsyncGenerator<Buffer> {
+export async function* readFromRedis(redis: RedisClient, key: string): AsyncGenerator<Buffer> {
   const length = await redis.strlen(key);
   for (let start = 0; start < length; start += READ_BYTES) {
     yield await redis.getrangeBuffer(key, start, Math.min(start + READ_BYTES, length) - 1);
@@ -92,7 +92,7 @@ export async function* linesOf(chunks: AsyncIterable<Buffer>): AsyncGenerator<st
 /** Files (`/v1/files`): bytes and metadata in Redis, listed per tenant. */
 export class FileStore {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly gateway: GatewayKeys,
   ) {}
 

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '#cluster';
 import type { RedisKeys, WorkerRecord } from '#contracts';
 import { listLiveWorkers } from '#cluster';
 
@@ -12,12 +12,12 @@ export interface ReadinessReport {
 }
 
 /**
- * Whether the gateway can accept and queue work: Redis answers (even with no worker live, jobs
+ * Whether the gateway can accept and queue work: RedisClient answers (even with no worker live, jobs
  * wait in their queue). The live workers are listed for operators, read fresh on every probe.
  */
 export class Readiness {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
   ) {}
 

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { OnApplicationShutdown } from '@nestjs/common';
 import { Job, Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '#cluster';
 import { z } from 'zod';
 import {
   gatewayJobRecordDefaults,
@@ -47,8 +47,8 @@ export class JobQueues implements OnApplicationShutdown {
   private readonly depths = new Map<string, { at: number; waiting: number }>();
 
   constructor(
-    private readonly connection: Redis,
-    private readonly redis: Redis,
+    private readonly connection: RedisClient,
+    private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
     private readonly gateway: GatewayKeys,
     private readonly maxDepth: number,

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '#cluster';
 import { RATE_LIMIT_WINDOW_MS as WINDOW_MS, type GatewayKeys } from '#contracts';
 import { rateLimited } from '../common/api-error.js';
 
@@ -10,7 +10,7 @@ import { rateLimited } from '../common/api-error.js';
  */
 export class RateLimiter {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: GatewayKeys,
     private readonly requestsPerMinute: number,
     private readonly tokensPerMinute: number,

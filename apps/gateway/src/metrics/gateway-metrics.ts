@@ -1,5 +1,5 @@
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '#cluster';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { RedisKeys, WorkerRecord } from '#contracts';
 
@@ -68,7 +68,7 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
 
-  constructor(redis: Redis, keys: RedisKeys) {
+  constructor(redis: RedisClient, keys: RedisKeys) {
     collectDefaultMetrics({ register: this.registry, prefix: 'dijiang_gateway_' });
     new Gauge({
       name: 'dijiang_prefix_cache',

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '#cluster';
 import type { GatewayKeys, RedisKeys, WorkerRecord } from '#contracts';
 import { listLiveWorkers } from '#cluster';
 import { modelNotFound, unavailable } from '../common/api-error.js';
@@ -24,7 +24,7 @@ export class ModelsService {
   private cache: { at: number; workers: Promise<WorkerRecord[]> } | undefined;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
     private readonly gateway: GatewayKeys,
     private readonly memoryMs: number,

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '#cluster';
 import { savedStateMetaSchema, type RedisKeys, type SavedStateMeta } from '#contracts';
 import { notFound } from '../common/api-error.js';
 import type { StateBody } from '../docs/response-schemas.js';
@@ -6,7 +6,7 @@ import type { StateBody } from '../docs/response-schemas.js';
 /** Saved recurrent states (`/v1/states`), written by workers, read and deleted by tenants. */
 export class StateStore {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
   ) {}
 

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '#cluster';
 import {
   JobName,
   jobResultSchemas,
@@ -26,7 +26,7 @@ export async function resultFromStream<N extends JobName>(
   name: N,
   record: GatewayJobRecord,
   done: DoneEvent,
-  source: { redis: Redis; keys: RedisKeys; jobId: string; collected?: StreamedChoices },
+  source: { redis: RedisClient; keys: RedisKeys; jobId: string; collected?: StreamedChoices },
 ): Promise<JobResult<N>> {
   if (name === JobName.Generate) {
     const choices =

@@ -1,5 +1,5 @@
 import type { OnApplicationShutdown } from '@nestjs/common';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '#cluster';
 import { decodeStreamEvent, type RedisKeys, type StreamEvent } from '#contracts';
 import type { StreamEntry } from '#cluster';
 
@@ -8,16 +8,16 @@ import type { StreamEntry } from '#cluster';
  * so every concurrent reader needs its own; idle ones are kept for the next reader.
  */
 export class BlockingReaders implements OnApplicationShutdown {
-  private readonly idle: Redis[] = [];
-  private readonly all = new Set<Redis>();
+  private readonly idle: RedisClient[] = [];
+  private readonly all = new Set<RedisClient>();
 
   constructor(
-    private readonly connect: () => Promise<Redis>,
+    private readonly connect: () => Promise<RedisClient>,
     /** Idle connections kept open. @defaultValue 32 */
     private readonly maxIdle = 32,
   ) {}
 
-  async acquire(): Promise<Redis> {
+  async acquire(): Promise<RedisClient> {
     const reused = this.idle.pop();
     if (reused !== undefined) return reused;
     const redis = await this.connect();
@@ -25,7 +25,7 @@ export class BlockingReaders implements OnApplicationShutdown {
     return redis;
   }
 
-  release(redis: Redis): void {
+  release(redis: RedisClient): void {
     if (this.idle.length < this.maxIdle && redis.status === 'ready') {
       this.idle.push(redis);
     } else {
@@ -54,7 +54,7 @@ const tokenKey = (event: StreamEvent & { type: 'token' }) => `${event.choice}:${
  * sent twice.
  */
 export async function readStreamUntil(
-  redis: Redis,
+  redis: RedisClient,
   keys: RedisKeys,
   jobId: string,
   lastId: string,

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '#cluster';
 import type { GatewayJobRecord, JobName, JobResult, RedisKeys } from '#contracts';
 import { readStreamEnd, type DoneEvent, type StreamEntry, type StreamedChoices } from '#cluster';
 import { resultFromStream } from './job-results.js';
@@ -18,7 +18,7 @@ export type StreamEnd = NonNullable<Awaited<ReturnType<typeof readStreamEnd>>>;
  */
 export class JobStreams {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly readers: BlockingReaders,
     private readonly keys: RedisKeys,
   ) {}
