@@ -202,4 +202,26 @@ describe('WaitingWork (real Redis)', () => {
       outputTokens: 460,
     });
   });
+  it('adds up every job across its read round trips', async () => {
+    const queue = queueOf('m-chunks');
+    // 120 jobs (more than one round trip reads) of 1, 2, … 120 tokens: 120 × 121 / 2 = 7260.
+    await queue.addBulk(
+      Array.from({ length: 120 }, (_, index) => ({
+        name: JobName.Generate,
+        data: jobPayloadSchemas[JobName.Generate].parse({
+          model: 'm-chunks',
+          owner: 'dave',
+          input: { text: 'x' },
+          sampling: { max_tokens: index + 1 },
+        }),
+        opts: { priority: JobPriority.Batch },
+      })),
+    );
+    expect(await new WaitingWork(redis, keys).read(queue)).toEqual({
+      jobs: 120,
+      read: 120,
+      inputBytes: 120,
+      outputTokens: 7260,
+    });
+  });
 });

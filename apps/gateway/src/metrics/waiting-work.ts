@@ -33,6 +33,12 @@ export interface QueueWork extends JobWork {
 /** BullMQ's states of a job that waits for a worker (ours always carry a priority). */
 const WAITING_STATES = ['prioritized', 'wait'] as const;
 
+/**
+ * Jobs whose data one round trip reads: a job's data can hold a prompt of up to MAX_BODY_BYTES,
+ * so this bounds what a scrape holds in memory at once. @defaultValue 50
+ */
+const READ_CHUNK = 50;
+
 const NO_WORK: JobWork = { inputBytes: 0, outputTokens: 0 };
 
 /** The work of one parsed job; `documentBytes` is the size of its uploaded document, if any. */
@@ -82,7 +88,11 @@ export class WaitingWork {
     const ids = await queue.getRanges([...WAITING_STATES], 0, this.scanLimit - 1, true);
     const before = this.remembered.get(queue.name) ?? new Map<string, JobWork>();
     const unknown = ids.filter((id) => !before.has(id));
-    const fresh = await this.readJobs(queue, unknown);
+    const fresh = new Map<string, JobWork>();
+    for (let start = 0; start < unknown.length; start += READ_CHUNK) {
+      const chunk = await this.readJobs(queue, unknown.slice(start, start + READ_CHUNK));
+      for (const [id, work] of chunk) fresh.set(id, work);
+    }
     const now = new Map<string, JobWork>();
     let inputBytes = 0;
     let outputTokens = 0;
@@ -104,7 +114,7 @@ export class WaitingWork {
 
   /**
    * The work of jobs not seen before, in two pipelined round trips (job name and data, then the
-   * sizes of their documents). A job gone meanwhile, or whose data no worker would accept (a
+   * sizes of their documents); the job's text is measured and dropped, never kept. A job gone meanwhile, or whose data no worker would accept (a
    * foreign producer's), counts as no work: no worker will spend time on it.
    */
   private async readJobs(queue: Queue, ids: readonly string[]): Promise<Map<string, JobWork>> {
