@@ -202,6 +202,7 @@ describe('WaitingWork (real Redis)', () => {
       outputTokens: 460,
     });
   });
+
   it('adds up every job across its read round trips', async () => {
     const queue = queueOf('m-chunks');
     // 120 jobs (more than one round trip reads) of 1, 2, … 120 tokens: 120 × 121 / 2 = 7260.
