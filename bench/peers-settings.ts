@@ -1,11 +1,11 @@
 /**
  * Settings of the peers benchmark, from its command line (`npm run bench -- peers --contexts
- * 1024,2048`; bench/run.ts passes options through) with the issue's full ladder as defaults.
+ * 1024,2048`; bench/run.ts passes options through) with the full context ladder as defaults.
  */
 import { isPresetName, type GgufFileType, type PresetName } from '#model';
 
 /**
- * Our weight precisions: each is one bundle built by {@link ./peers-ours.ts createOurBundle}.
+ * Our weight precisions: each is one graph built by {@link ./peers-ours.ts createOurGraph}.
  * The fp16 graph is not measured: bundles carry it for CUDA workers, and on this CPU it is slower
  * than fp32 despite half the bytes (pythia-70m decode step of the graph alone, 3 alternating runs
  * at a load average of 3.5: fp16 10.7-25.1 ms, fp32 6.7-11.7 ms): onnxruntime's CPU provider has

@@ -429,6 +429,9 @@ describe('OpenAI-compatible API', () => {
     expect(metrics).toMatch(
       /^dijiang_queue_jobs\{queue="model\.scripted",state="completed"\} \d+/m,
     );
+    // Nothing waits once every request above has been answered.
+    expect(sample(`dijiang_queue_waiting_output_tokens\\{model="${model}"\\}`)).toBe(0);
+    expect(sample(`dijiang_queue_waiting_input_bytes\\{model="${model}"\\}`)).toBe(0);
     expect(metrics).toMatch(
       /^dijiang_http_request_duration_seconds_count\{method="POST",route="\/v1\/completions",status="200"\} \d+/m,
     );

@@ -2,6 +2,7 @@ import type { Queue } from 'bullmq';
 import type { RedisClient } from '#cluster';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { RedisKeys, WorkerRecord } from '#contracts';
+import type { QueueWork, WaitingWork } from './waiting-work.js';
 
 /** BullMQ job states reported per queue. */
 const QUEUE_STATES = [
@@ -14,10 +15,24 @@ const QUEUE_STATES = [
   'failed',
 ] as const;
 
+/**
+ * How long one waiting-work reading serves: the gauges of one scrape share it (prom-client
+ * collects them concurrently). @defaultValue 1000 ms
+ */
+const WORK_READING_MS = 1000;
+
 /** Where the cluster-wide gauges read their values at scrape time. */
 export interface ClusterSources {
-  queues(): Iterable<Queue>;
+  /**
+   * The queue of every model the cluster knows (served now or recently) and of every model this
+   * gateway has submitted to, by model id: a gateway replica that has served no request yet
+   * reports the same queues as the others.
+   */
+  modelQueues(): Promise<ReadonlyMap<string, Queue>>;
+  /** The gateway's own queue of batch jobs. */
+  batchQueue: Queue;
   liveWorkers(): Promise<WorkerRecord[]>;
+  waitingWork: WaitingWork;
 }
 
 /**
@@ -92,9 +107,11 @@ export class GatewayMetrics {
  * queues and live workers (registered with them, read from `sources` at scrape time).
  */
 export class MetricsExposition {
+  private workReading: { at: number; work: Promise<Map<string, QueueWork>> } | undefined;
+
   constructor(
     private readonly metrics: GatewayMetrics,
-    sources: ClusterSources,
+    private readonly sources: ClusterSources,
   ) {
     new Gauge({
       name: 'dijiang_queue_jobs',
@@ -103,11 +120,37 @@ export class MetricsExposition {
       registers: [metrics.registry],
       async collect() {
         this.reset();
-        for (const queue of sources.queues()) {
+        for (const queue of [...(await sources.modelQueues()).values(), sources.batchQueue]) {
           const counts = await queue.getJobCounts(...QUEUE_STATES);
           for (const state of QUEUE_STATES)
             this.set({ queue: queue.name, state }, counts[state] ?? 0);
         }
+      },
+    });
+    const work = () => this.waitingWork();
+    new Gauge({
+      name: 'dijiang_queue_waiting_input_bytes',
+      help:
+        'UTF-8 bytes of the text that jobs waiting for a worker will read (inline text or ' +
+        'document size; tokens for a byte-level tokenizer), per model; extrapolated from the ' +
+        'first jobs to run when very many wait',
+      labelNames: ['model'] as const,
+      registers: [metrics.registry],
+      async collect() {
+        this.reset();
+        for (const [model, queue] of await work()) this.set({ model }, queue.inputBytes);
+      },
+    });
+    new Gauge({
+      name: 'dijiang_queue_waiting_output_tokens',
+      help:
+        'The most tokens that jobs waiting for a worker may generate (max_tokens x n), per ' +
+        'model; extrapolated from the first jobs to run when very many wait',
+      labelNames: ['model'] as const,
+      registers: [metrics.registry],
+      async collect() {
+        this.reset();
+        for (const [model, queue] of await work()) this.set({ model }, queue.outputTokens);
       },
     });
     new Gauge({
@@ -118,6 +161,27 @@ export class MetricsExposition {
         this.set((await sources.liveWorkers()).length);
       },
     });
+  }
+
+  /** The waiting work of every known model, read once for the gauges of one scrape. */
+  private async waitingWork(): Promise<Map<string, QueueWork>> {
+    const now = Date.now();
+    if (this.workReading === undefined || now - this.workReading.at > WORK_READING_MS) {
+      const work = this.readWaitingWork();
+      this.workReading = { at: now, work };
+      work.catch(() => {
+        this.workReading = undefined;
+      });
+    }
+    return this.workReading.work;
+  }
+
+  private async readWaitingWork(): Promise<Map<string, QueueWork>> {
+    const work = new Map<string, QueueWork>();
+    for (const [model, queue] of await this.sources.modelQueues()) {
+      work.set(model, await this.sources.waitingWork.read(queue));
+    }
+    return work;
   }
 
   get contentType(): string {

@@ -2,11 +2,14 @@ import { Module } from '@nestjs/common';
 import { BatchesModule } from '../batches/batches.module.js';
 import { BatchesService } from '../batches/batches.service.js';
 import { provideFactory } from '../core/providers.js';
+import { RedisConnections } from '../core/redis-connections.js';
+import { REDIS_KEYS } from '../core/tokens.js';
 import { JobQueues } from '../jobs/job-queues.js';
 import { ModelsModule } from '../models/models.module.js';
 import { ModelsService } from '../models/models.service.js';
 import { GatewayMetrics, MetricsExposition } from './gateway-metrics.js';
 import { MetricsController } from './metrics.controller.js';
+import { WaitingWork } from './waiting-work.js';
 
 /** `/metrics` (Prometheus): this gateway's metrics and the cluster's queues and workers. */
 @Module({
@@ -15,11 +18,16 @@ import { MetricsController } from './metrics.controller.js';
   providers: [
     provideFactory(
       MetricsExposition,
-      [GatewayMetrics, JobQueues, BatchesService, ModelsService],
-      (metrics, jobs, batches, models) =>
+      [GatewayMetrics, JobQueues, BatchesService, ModelsService, RedisConnections, REDIS_KEYS],
+      (metrics, jobs, batches, models, redis, keys) =>
         new MetricsExposition(metrics, {
-          queues: () => [...jobs.known().values(), batches.queue],
+          modelQueues: async () => {
+            for (const model of await models.known()) jobs.queue(model);
+            return jobs.known();
+          },
+          batchQueue: batches.queue,
           liveWorkers: () => models.liveWorkers(),
+          waitingWork: new WaitingWork(redis.commands, keys),
         }),
     ),
   ],

@@ -71,6 +71,17 @@ export class ModelsService {
     return [...byModel.values()].sort((a, b) => a.id.localeCompare(b.id));
   }
 
+  /** Every model served now or seen within MODEL_MEMORY_MS: those {@link assertKnown} accepts. */
+  async known(): Promise<string[]> {
+    const served = (await this.liveWorkers()).flatMap((worker) => worker.models);
+    const seen = await this.redis.zrangebyscore(
+      this.gateway.modelsSeen,
+      Date.now() - this.memoryMs,
+      '+inf',
+    );
+    return [...new Set([...served, ...seen])].sort();
+  }
+
   private async isServed(model: string): Promise<boolean> {
     return (await this.liveWorkers()).some((worker) => worker.models.includes(model));
   }
