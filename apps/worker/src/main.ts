@@ -28,7 +28,9 @@ import { discoverBundles } from './models.js';
 
 bootOrExit(async () => {
   const env = loadConfig(workerEnvSchema);
-  const logger = createLogger('worker', env.LOG_LEVEL).child({ workerId: env.WORKER_ID });
+  const logger = createLogger('worker', env.LOG_LEVEL, env.LOG_FORMAT).child({
+    workerId: env.WORKER_ID,
+  });
   const untuned = missingEngineMallocTuning();
   if (untuned.length > 0) {
     logger.warn(

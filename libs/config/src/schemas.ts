@@ -20,6 +20,18 @@ const logLevel = z
   })
   .default('info');
 
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
+/**
+ * How logs are written: `json` (one JSON object per line, for collectors), `pretty` (human lines:
+ * time, level, service, message, fields) or `auto`, pretty when stdout is a terminal.
+ * @defaultValue `auto`
+ */
+const logFormat = z
+  .enum(LOG_FORMATS, { error: `expected one of ${LOG_FORMATS.join(', ')}` })
+  .default('auto');
+
 /** Prefix of every Redis key the cluster writes, BullMQ's included. @defaultValue `dijiang` */
 const queuePrefix = z
   .string()
@@ -31,6 +43,7 @@ const clusterShape = {
   REDIS_URL: redisUrl,
   QUEUE_PREFIX: queuePrefix,
   LOG_LEVEL: logLevel,
+  LOG_FORMAT: logFormat,
   /**
    * A worker's registry entry expires this long after its last heartbeat, so a killed worker
    * disappears from `/health/ready` within this time. @defaultValue 5000 ms
@@ -157,4 +170,5 @@ export const launcherEnvSchema = z.object({
   /** Where the managed Redis keeps its data. @defaultValue `.data` */
   DATA_DIR: z.string().min(1).default('.data'),
   LOG_LEVEL: logLevel,
+  LOG_FORMAT: logFormat,
 });
