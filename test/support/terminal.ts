@@ -43,8 +43,8 @@ export function runInTerminal(
   };
 }
 
-/** Text as a person sees it: colour codes removed, carriage returns turned into line ends. */
+/** Text as a person sees it: colour and cursor codes removed, carriage returns turned into line ends. */
 export function plainText(output: string): string {
   // eslint-disable-next-line no-control-regex
-  return output.replace(/\u001b\[[0-9;?]*[A-Za-z]/g, '').replace(/\r\n?/g, '\n');
+  return output.replace(/\u001b\[[0-9;?]*[A-Za-z]|\u001b[78]/g, '').replace(/\r\n?/g, '\n');
 }
