@@ -155,6 +155,14 @@ export const workerEnvSchema = z.object({
   PREFIX_BLOCK_TOKENS: integer(0, 1_000_000).default(ENGINE_DEFAULTS.prefixBlockTokens),
   /** On SIGTERM, time to checkpoint and hand back jobs before exiting. @defaultValue 10000 ms */
   SHUTDOWN_GRACE_MS: integer(0, 600_000).default(10_000),
+  /**
+   * Port of the worker's Prometheus metrics (`GET /metrics`: engine steps, batch size, tokens,
+   * state bytes). Unset: no metrics server, as several workers on one host would need a port
+   * each; the compose file sets 9464 (each container has its own address). 0 picks a free port.
+   */
+  METRICS_PORT: integer(0, 65535).optional(),
+  /** Address the metrics server listens on. @defaultValue 127.0.0.1 (compose: 0.0.0.0) */
+  METRICS_HOST: z.string().min(1).default('127.0.0.1'),
 });
 
 /** `dijiang up` / `npm start`: the local cluster on one machine. */

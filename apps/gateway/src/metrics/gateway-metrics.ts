@@ -2,6 +2,7 @@ import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { RedisKeys, WorkerRecord } from '#contracts';
+import { registerQueuePriorityGauge } from './queue-priority-gauge.js';
 
 /** BullMQ job states reported per queue. */
 const QUEUE_STATES = [
@@ -110,6 +111,7 @@ export class MetricsExposition {
         }
       },
     });
+    registerQueuePriorityGauge(metrics.registry, () => sources.queues());
     new Gauge({
       name: 'dijiang_live_workers',
       help: 'Workers whose heartbeat is current',
