@@ -80,7 +80,9 @@ describe('dijiang up', () => {
   it('prints the URL and an example request', () => {
     expect(output).toContain(`gateway http://127.0.0.1:${port}`);
     expect(output).toContain(`curl http://127.0.0.1:${port}/health/ready`);
-    expect(output).toMatch(/API key for this run \(API_KEYS unset\): sk-local-[0-9a-f]{32}/);
+    expect(output).toMatch(/API key {2}sk-local-[0-9a-f]{32} \(for this run: API_KEYS is unset\)/);
+    expect(output).toContain(`console  http://127.0.0.1:${port}/`);
+    expect(output).toContain(`model    ${DEFAULT_MODEL_ID}`);
     expect(output).toContain(`curl http://127.0.0.1:${port}/v1/completions`);
     expect(output.split('\n').some((line) => isLogMessage(line, 'gateway listening'))).toBe(true);
   });
@@ -95,7 +97,7 @@ describe('dijiang up', () => {
   });
 
   it('answers the printed example request with the printed key, in English words', async () => {
-    const key = /API key for this run \(API_KEYS unset\): (\S+)/.exec(output)?.[1] ?? '';
+    const key = /API key {2}(\S+)/.exec(output)?.[1] ?? '';
     const example = /curl \S+\/v1\/completions .* -d '(\{.*\})'/.exec(output)?.[1] ?? '{}';
     const response = await fetch(url('/v1/completions'), {
       method: 'POST',

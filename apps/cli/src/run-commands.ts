@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { integerIn, numberIn } from './arguments.js';
+import { progressBar } from './progress.js';
 import type { Command } from 'commander';
 import { JobPriority } from '#contracts';
 import { DEFAULT_SAMPLING, Engine, summarizeScore, type SamplingParams } from '#engine';
@@ -13,6 +14,13 @@ interface GenerateFlags {
   seed?: number;
   stop: string[];
   threads?: number;
+}
+
+interface ScoreFlags {
+  model: string;
+  window?: number;
+  threads?: number;
+  json?: boolean;
 }
 
 /**
@@ -49,6 +57,11 @@ export function registerRunCommands(program: Command): void {
         seed: flags.seed ?? Math.floor(Math.random() * 2 ** 31),
       };
       const started = performance.now();
+      // The prompt's prefill, then the tokens generated; when the text itself streams to the
+      // same terminal, it is the progress, and the bar goes once the first token arrives.
+      const progress = progressBar('prompt', 'tokens');
+      const textOnTerminal = process.stdout.isTTY;
+      let generated = 0;
       try {
         const outcome = await engine.run(
           {
@@ -62,11 +75,18 @@ export function registerRunCommands(program: Command): void {
           {
             start: () => ({ position: 0, skip: 0, replay: [] }),
             onEvent: (event) => {
+              if (event.type === 'progress') progress.update(event.done, event.total, 'prompt');
+              if (event.type === 'token') {
+                generated += 1;
+                if (textOnTerminal) progress.stop();
+                else progress.update(generated, flags.maxTokens, 'generate');
+              }
               if (event.type === 'token' || event.type === 'finished')
                 process.stdout.write(event.text);
             },
           },
         );
+        progress.stop();
         if (outcome.type === 'finished') {
           const seconds = (performance.now() - started) / 1000;
           process.stdout.write('\n');
@@ -76,6 +96,7 @@ export function registerRunCommands(program: Command): void {
           );
         }
       } finally {
+        progress.stop();
         await engine.close();
       }
     });
@@ -91,12 +112,14 @@ export function registerRunCommands(program: Command): void {
       integerIn('--window', 1, 1e9),
     )
     .option('--threads <n>', 'onnxruntime intra-op threads', integerIn('--threads', 1, 1024))
-    .action(async (file: string, flags: { model: string; window?: number; threads?: number }) => {
+    .option('--json', 'print the result as JSON, in the shape of a score job result')
+    .action(async (file: string, flags: ScoreFlags) => {
       const text = await readFile(file, 'utf8');
       const engine = await Engine.start({
         bundleDir: flags.model,
         ...(flags.threads === undefined ? {} : { intraOpThreads: flags.threads }),
       });
+      const progress = progressBar('score', 'tokens');
       try {
         const outcome = await engine.run(
           {
@@ -107,10 +130,20 @@ export function registerRunCommands(program: Command): void {
             prefixBlockTokens: 0,
             score: { windowTokens: flags.window },
           },
-          { start: () => ({ position: 0, skip: 0, replay: [] }) },
+          {
+            start: () => ({ position: 0, skip: 0, replay: [] }),
+            onEvent: (event) => {
+              if (event.type === 'progress') progress.update(event.done, event.total);
+            },
+          },
         );
+        progress.stop();
         if (outcome.type !== 'finished') throw new Error('scoring was interrupted');
         const summary = summarizeScore(outcome.logprobs ?? [], flags.window);
+        if (flags.json === true) {
+          process.stdout.write(`${JSON.stringify(summary)}\n`);
+          return;
+        }
         process.stdout.write(
           `tokens ${summary.tokens}\ntotal_nll ${summary.totalNll.toFixed(6)}\n` +
             `perplexity ${summary.perplexity.toFixed(6)}\n`,
@@ -121,6 +154,7 @@ export function registerRunCommands(program: Command): void {
           );
         }
       } finally {
+        progress.stop();
         await engine.close();
       }
     });

@@ -10,6 +10,7 @@ import {
   DEFAULT_MODEL_ID,
 } from '#model';
 import { launcherEnvSchema, loadConfig, redisTargetOf } from '#config';
+import { isPrettyLogFormat, prettyLogLines } from '#cluster';
 import {
   freePort,
   isLogMessage,
@@ -55,8 +56,14 @@ export async function runUp(): Promise<void> {
     await Promise.all(byRole('gateway').map((service) => service.stop('SIGTERM', 10_000)));
     await Promise.all(byRole('redis').map((service) => service.stop('SIGTERM', 10_000)));
   };
+  // Children always log JSON to this launcher (their readiness is a JSON line); on a terminal,
+  // or with LOG_FORMAT=pretty, the launcher shows them as human lines.
+  const readable = isPrettyLogFormat(env.LOG_FORMAT, process.stdout)
+    ? prettyLogLines(process.stdout.isTTY)
+    : undefined;
   const forward = (line: string, stream: 'stdout' | 'stderr'): void => {
-    (stream === 'stdout' ? process.stdout : process.stderr).write(`${line}\n`);
+    const shown = readable === undefined ? line : readable(line);
+    (stream === 'stdout' ? process.stdout : process.stderr).write(`${shown}\n`);
   };
 
   try {
@@ -77,6 +84,7 @@ export async function runUp(): Promise<void> {
       ...process.env,
       REDIS_URL: redisUrl,
       LOG_LEVEL: env.LOG_LEVEL,
+      LOG_FORMAT: 'json',
       MODEL_DIR: modelDir,
     };
     const entry = (app: string) => new URL(`../../${app}/src/main.js`, import.meta.url).pathname;
@@ -124,13 +132,7 @@ export async function runUp(): Promise<void> {
   }
 
   log(`cluster up: gateway ${url}, ${env.WORKERS} worker(s). Ctrl-C stops everything.`);
-  const key = localKey ?? '<one of your API_KEYS>';
-  if (localKey !== undefined) log(`API key for this run (API_KEYS unset): ${localKey}`);
-  log(
-    `try: curl ${url}/v1/completions -H "Authorization: Bearer ${key}" ` +
-      `-H "Content-Type: application/json" -d '${JSON.stringify(exampleRequest(modelId))}'`,
-  );
-  log(`health: curl ${url}/health/ready`);
+  process.stdout.write(banner(url, localKey, modelId));
 
   await new Promise<void>((resolveStopped) => {
     const onSignal = (signal: NodeJS.Signals): void => {
@@ -177,6 +179,33 @@ async function ensureDefaultModel(
   const { manifest } = await convertCheckpoint(checkpoint, dir, { id: DEFAULT_MODEL_ID });
   log(`built model ${manifest.id} (${manifest.parameterCount} parameters)`);
   return { modelDir: root, modelId: manifest.id };
+}
+
+/**
+ * What a person needs once the cluster is up, between the log lines: where it answers, the key,
+ * the model and a request to paste. The same text whatever the log format, so that scripts and
+ * people read the same figures.
+ */
+function banner(url: string, localKey: string | undefined, modelId: string): string {
+  const key = localKey ?? '<one of your API_KEYS>';
+  const rows: [string, string][] = [
+    ['URL', `${url}/v1 (OpenAI API; reference at ${url}/docs)`],
+    ['console', `${url}/`],
+    [
+      'API key',
+      localKey === undefined
+        ? 'one of your API_KEYS'
+        : `${localKey} (for this run: API_KEYS is unset)`,
+    ],
+    ['model', modelId],
+    [
+      'try',
+      `curl ${url}/v1/completions -H "Authorization: Bearer ${key}" ` +
+        `-H "Content-Type: application/json" -d '${JSON.stringify(exampleRequest(modelId))}'`,
+    ],
+    ['health', `curl ${url}/health/ready`],
+  ];
+  return ['', ...rows.map(([label, value]) => `  ${label.padEnd(8)} ${value}`), '', ''].join('\n');
 }
 
 /** The request `dijiang up` prints (and the README shows): a greedy continuation of "It was". */

@@ -21,7 +21,7 @@ import { httpMetrics } from './metrics/http-metrics.js';
 
 bootOrExit(async () => {
   const env = loadConfig(gatewayEnvSchema);
-  const logger = createLogger('gateway', env.LOG_LEVEL);
+  const logger = createLogger('gateway', env.LOG_LEVEL, env.LOG_FORMAT);
   // Checked before anything connects, so a bad key setup fails the boot with its own message.
   const apiKeys = ApiKeys.fromEnv(env);
   if (apiKeys.disabled) {

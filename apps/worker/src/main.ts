@@ -25,10 +25,13 @@ import { Engine } from '#engine';
 import { JobRegistry } from './job-registry.js';
 import type { ModelRuntime } from './job-context.js';
 import { discoverBundles } from './models.js';
+import { listeningPort, WorkerMetrics } from './worker-metrics.js';
 
 bootOrExit(async () => {
   const env = loadConfig(workerEnvSchema);
-  const logger = createLogger('worker', env.LOG_LEVEL).child({ workerId: env.WORKER_ID });
+  const logger = createLogger('worker', env.LOG_LEVEL, env.LOG_FORMAT).child({
+    workerId: env.WORKER_ID,
+  });
   const untuned = missingEngineMallocTuning();
   if (untuned.length > 0) {
     logger.warn(
@@ -147,6 +150,19 @@ bootOrExit(async () => {
     logger,
   );
   await registry.start();
+  const metrics = new WorkerMetrics(
+    env.WORKER_ID,
+    new Map([...runtimes].map(([modelId, runtime]) => [modelId, runtime.engine])),
+    env.WORKER_CAPACITY,
+  );
+  const metricsServer =
+    env.METRICS_PORT === undefined
+      ? undefined
+      : await metrics.serve(env.METRICS_PORT, env.METRICS_HOST);
+  if (metricsServer !== undefined) {
+    const port = listeningPort(metricsServer);
+    logger.info({ port, url: `http://${env.METRICS_HOST}:${port}/metrics` }, 'metrics served');
+  }
   logger.info({ models: [...runtimes.keys()], capacity: env.WORKER_CAPACITY }, ReadyMessage.Worker);
 
   onShutdown(async (reason) => {
@@ -162,6 +178,7 @@ bootOrExit(async () => {
       logger.warn({ activeJobs: jobs.activeJobs }, 'jobs still running at the deadline');
     }
     await Promise.all(workers.map((worker) => worker.close(true)));
+    metricsServer?.close();
     await Promise.all([...runtimes.values()].map((runtime) => runtime.engine.close()));
     await registry.stop();
     await Promise.all(

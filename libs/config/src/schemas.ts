@@ -18,6 +18,18 @@ const logLevel = z
   })
   .default('info');
 
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
+/**
+ * How logs are written: `json` (one JSON object per line, for collectors), `pretty` (human lines:
+ * time, level, service, message, fields) or `auto`, pretty when stdout is a terminal.
+ * @defaultValue `auto`
+ */
+const logFormat = z
+  .enum(LOG_FORMATS, { error: `expected one of ${LOG_FORMATS.join(', ')}` })
+  .default('auto');
+
 /** Prefix of every Redis key the cluster writes, BullMQ's included. @defaultValue `dijiang` */
 const queuePrefix = z
   .string()
@@ -29,6 +41,7 @@ const clusterShape = {
   ...redisShape,
   QUEUE_PREFIX: queuePrefix,
   LOG_LEVEL: logLevel,
+  LOG_FORMAT: logFormat,
   /**
    * A worker's registry entry expires this long after its last heartbeat, so a killed worker
    * disappears from `/health/ready` within this time. @defaultValue 5000 ms
@@ -145,6 +158,14 @@ export const workerEnvSchema = z
     PREFIX_BLOCK_TOKENS: integer(0, 1_000_000).default(ENGINE_DEFAULTS.prefixBlockTokens),
     /** On SIGTERM, time to checkpoint and hand back jobs before exiting. @defaultValue 10000 ms */
     SHUTDOWN_GRACE_MS: integer(0, 600_000).default(10_000),
+    /**
+     * Port of the worker's Prometheus metrics (`GET /metrics`: engine steps, batch size, tokens,
+     * state bytes). Unset: no metrics server, as several workers on one host would need a port
+     * each; the compose file sets 9464 (each container has its own address). 0 picks a free port.
+     */
+    METRICS_PORT: integer(0, 65535).optional(),
+    /** Address the metrics server listens on. @defaultValue 127.0.0.1 (compose: 0.0.0.0) */
+    METRICS_HOST: z.string().min(1).default('127.0.0.1'),
   })
   .superRefine((env, ctx) => {
     checkRedisMode(env, ctx);
@@ -168,6 +189,7 @@ export const launcherEnvSchema = z
     /** Where the managed Redis keeps its data. @defaultValue `.data` */
     DATA_DIR: z.string().min(1).default('.data'),
     LOG_LEVEL: logLevel,
+    LOG_FORMAT: logFormat,
   })
   .superRefine((env, ctx) => {
     checkRedisMode(env, ctx, true);

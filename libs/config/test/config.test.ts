@@ -27,6 +27,7 @@ describe('environment validation', () => {
       REDIS_URL: 'redis://127.0.0.1:6379',
       QUEUE_PREFIX: 'dijiang',
       LOG_LEVEL: 'info',
+      LOG_FORMAT: 'auto',
       WORKER_TTL_MS: 5000,
       PORT: 8080,
       HOST: '127.0.0.1',

@@ -73,7 +73,7 @@ async function main(options: EngineThreadOptions): Promise<void> {
       if (event.type === 'checkpoint' || event.type === 'prefix-state') transfer.push(event.state);
       else if (event.type === 'finished' && event.state !== undefined) transfer.push(event.state);
     }
-    post({ type: 'events', events }, transfer);
+    post({ type: 'events', events, stats: { ...scheduler.stats } }, transfer);
   }
 
   post({

@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { BundleChat } from '#model';
 import { ENGINE_DEFAULTS } from './defaults.js';
+import { emptyEngineStats, type EngineStats } from './engine-stats.js';
 import type { Device } from './devices.js';
 import type {
   EngineCommand,
@@ -52,6 +53,7 @@ export class Engine {
   private readonly exited: Promise<void>;
   private readonly fatalListeners: ((error: Error) => void)[] = [];
   private closing = false;
+  private latestStats: EngineStats = emptyEngineStats();
 
   private constructor(
     private readonly thread: Worker,
@@ -142,6 +144,11 @@ export class Engine {
     return this.pending.size;
   }
 
+  /** What the engine has done so far (running totals, as of its latest tick with events). */
+  get stats(): Readonly<EngineStats> {
+    return this.latestStats;
+  }
+
   async close(): Promise<void> {
     this.closing = true;
     if (this.fatal === undefined) this.send({ type: 'shutdown' });
@@ -159,6 +166,7 @@ export class Engine {
   private onMessage(message: EngineMessage): void {
     switch (message.type) {
       case 'events':
+        this.latestStats = message.stats;
         for (const event of message.events) this.dispatch(event);
         break;
       case 'fatal':

@@ -8,6 +8,7 @@
 export * from './defaults.js';
 export * from './devices.js';
 export * from './engine.js';
+export * from './engine-stats.js';
 export * from './protocol.js';
 export * from './random.js';
 export * from './sampler.js';

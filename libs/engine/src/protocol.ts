@@ -1,6 +1,7 @@
 import type { JobPriority } from '#contracts';
 import type { BundleChat } from '#model';
 import type { Device } from './devices.js';
+import type { EngineStats } from './engine-stats.js';
 import type { SamplingParams, TokenLogprob } from './sampler.js';
 
 /**
@@ -190,7 +191,12 @@ export type EngineMessage =
       /** The bundle's chat template, when it has one. */
       chat: BundleChat | undefined;
     }
-  | { type: 'events'; events: SequenceEvent[] }
+  | {
+      type: 'events';
+      events: SequenceEvent[];
+      /** The engine's running totals after the tick that produced these events. */
+      stats: EngineStats;
+    }
   | {
       type: 'fatal';
       message: string;

@@ -1,6 +1,12 @@
 import type { ModelConfig, Tokenizer } from '#model';
 import { headDim } from '#model';
 import { checkpointDue, takeCheckpoint } from './checkpoint-policy.js';
+import {
+  emptyEngineStats,
+  recordDecodeStep,
+  recordPrefillChunk,
+  type EngineStats,
+} from './engine-stats.js';
 import type { ChunkRequest, ChunkResult, RunChunk } from './ort/chunk.js';
 import { OutputProcessor } from './output-processor.js';
 import { defaultSchedulerOptions, type SchedulerOptions } from './scheduler-options.js';
@@ -34,6 +40,8 @@ export class Scheduler {
   /** Running averages that size prefill chunks. */
   private decodeMs = 0;
   private prefillTokensPerMs = 0;
+  /** Running totals for monitoring (engine-stats.ts). */
+  readonly stats: EngineStats = emptyEngineStats();
   private events: SequenceEvent[] = [];
   private readonly output: OutputProcessor;
 
@@ -200,6 +208,7 @@ export class Scheduler {
       return;
     }
     const elapsed = Math.max(performance.now() - started, 0.01);
+    recordPrefillChunk(this.stats, chunk, elapsed);
     this.prefillTokensPerMs = average(this.prefillTokensPerMs, chunk / elapsed);
     // Copied into the sequence's own array: no allocation per chunk, which on a long document
     // would churn the allocator (and the process's resident memory) for nothing.
@@ -251,7 +260,9 @@ export class Scheduler {
       for (const sequence of decoders) this.fail(sequence, error);
       return;
     }
-    this.decodeMs = average(this.decodeMs, performance.now() - started);
+    const elapsed = performance.now() - started;
+    recordDecodeStep(this.stats, batch, elapsed);
+    this.decodeMs = average(this.decodeMs, elapsed);
     this.decodeStates.scatter(
       result.state,
       decoders.map((sequence) => sequence.state),

@@ -3,6 +3,7 @@ import type { RedisClient } from '#cluster';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { RedisKeys, WorkerRecord } from '#contracts';
 import type { QueueWork, WaitingWork } from './waiting-work.js';
+import { registerQueuePriorityGauge } from './queue-priority-gauge.js';
 
 /** BullMQ job states reported per queue. */
 const QUEUE_STATES = [
@@ -153,6 +154,10 @@ export class MetricsExposition {
         for (const [model, queue] of await work()) this.set({ model }, queue.outputTokens);
       },
     });
+    registerQueuePriorityGauge(metrics.registry, async () => [
+      ...(await sources.modelQueues()).values(),
+      sources.batchQueue,
+    ]);
     new Gauge({
       name: 'dijiang_live_workers',
       help: 'Workers whose heartbeat is current',

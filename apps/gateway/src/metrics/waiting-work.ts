@@ -1,5 +1,5 @@
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '#cluster';
 import { InvalidJobError, JobName, parseModelJob, type ModelJob, type RedisKeys } from '#contracts';
 
 /**
@@ -72,7 +72,7 @@ export class WaitingWork {
   private readonly remembered = new Map<string, Map<string, JobWork>>();
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
     private readonly scanLimit = WAITING_WORK_SCAN_LIMIT,
   ) {}
@@ -148,7 +148,7 @@ export class WaitingWork {
 }
 
 /** Runs commands in one pipeline; the first command error fails the whole read. */
-async function pipelined(redis: Redis, commands: string[][]): Promise<unknown[]> {
+async function pipelined(redis: RedisClient, commands: string[][]): Promise<unknown[]> {
   if (commands.length === 0) return [];
   const results = (await redis.pipeline(commands).exec()) ?? [];
   return results.map(([error, value]) => {
