@@ -18,6 +18,9 @@ function throughput(readings: readonly Cluster[]): number | null {
   return ((last.tokens_processed - first.tokens_processed) * 1000) / (last.time - first.time);
 }
 
+const counted = (n: number, one: string, many: string): string =>
+  `${integer(n)} ${n === 1 ? one : many}`;
+
 function tile(label: string, value: string, id: string): HTMLElement {
   return h(
     'div',
@@ -111,7 +114,8 @@ function draw(root: HTMLElement, readings: readonly Cluster[]): void {
     h(
       'p',
       {},
-      `${integer(cache.hits)} hits, ${integer(cache.misses)} misses, ${bytes(cache.bytes)} cached, ${integer(cache.evictions)} evictions.`,
+      `${counted(cache.hits, 'hit', 'hits')}, ${counted(cache.misses, 'miss', 'misses')}, ` +
+        `${bytes(cache.bytes)} cached, ${counted(cache.evictions, 'eviction', 'evictions')}.`,
     ),
     h(
       'p',

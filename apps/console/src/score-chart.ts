@@ -5,12 +5,15 @@ const WIDTH = 800;
 const HEIGHT = 300;
 const MARGIN = { top: 16, right: 24, bottom: 44, left: 60 };
 
-/** About `count` round tick values covering [low, high] (steps of 1, 2 or 5 × 10^k). */
-export function ticks(low: number, high: number, count: number): number[] {
-  if (!(high > low)) return [low];
-  const rough = (high - low) / count;
+/** A round step (1, 2 or 5 × 10^k) that cuts `span` into about `count` parts. */
+function niceStep(span: number, count: number): number {
+  const rough = span > 0 ? span / count : 1;
   const magnitude = 10 ** Math.floor(Math.log10(rough));
-  const step = [1, 2, 5, 10].map((f) => f * magnitude).find((s) => s >= rough) ?? rough;
+  return [1, 2, 5, 10].map((f) => f * magnitude).find((step) => step >= rough) ?? rough;
+}
+
+/** The multiples of `step` from `low` to `high`. */
+function ticks(low: number, high: number, step: number): number[] {
   const values: number[] = [];
   for (let value = Math.ceil(low / step) * step; value <= high + step * 1e-9; value += step) {
     values.push(Number(value.toPrecision(12)));
@@ -28,9 +31,12 @@ export function scoreChart(result: ScoreResult): SVGSVGElement {
   const plotWidth = WIDTH - MARGIN.left - MARGIN.right;
   const plotHeight = HEIGHT - MARGIN.top - MARGIN.bottom;
   const values = [...windows.map((window) => window.perplexity), result.perplexity];
-  const spread = Math.max(...values) - Math.min(...values);
-  const low = Math.max(0, Math.min(...values) - spread * 0.1 - 1e-6);
-  const high = Math.max(...values) + spread * 0.1 + 1e-6;
+  const smallest = Math.min(...values);
+  const largest = Math.max(...values);
+  // The axis runs between round ticks, with room above the highest point.
+  const step = niceStep(largest - smallest, 5);
+  const low = Math.max(0, Math.floor(smallest / step) * step);
+  const high = Math.ceil((largest + step * 0.1) / step) * step;
   const end = Math.max(1, result.tokens);
   const x = (position: number): number => MARGIN.left + (position / end) * plotWidth;
   const y = (perplexity: number): number =>
@@ -43,7 +49,7 @@ export function scoreChart(result: ScoreResult): SVGSVGElement {
     'aria-label': `Perplexity per window of ${windows.length} windows`,
     'data-windows': windows.length,
   });
-  for (const value of ticks(low, high, 5)) {
+  for (const value of ticks(low, high, step)) {
     chart.append(
       svg('line', {
         class: 'grid',
@@ -59,7 +65,7 @@ export function scoreChart(result: ScoreResult): SVGSVGElement {
       ),
     );
   }
-  for (const value of ticks(0, end, 6)) {
+  for (const value of ticks(0, end, niceStep(end, 6))) {
     chart.append(
       svg('line', {
         class: 'axis',
