@@ -20,7 +20,8 @@ import {
  * gateway, a worker serving the committed default model, and Redis. Oracles: the same model run
  * in-process by `dijiang generate` and `dijiang score` (no gateway, no Redis), and the API itself
  * for what the pages show. Every page is photographed into the test's folder, and also into
- * CONSOLE_SCREENSHOTS when set (the README's images: CONSOLE_SCREENSHOTS=docs/images).
+ * CONSOLE_SCREENSHOTS when set (the README's images: CONSOLE_SCREENSHOTS=docs/images). The
+ * tests run in order in one browser tab, as a person would: signed in by the second test.
  */
 describe('web console in headless Chromium', () => {
   const redisUrl = inject('redisUrl');
@@ -117,7 +118,7 @@ describe('web console in headless Chromium', () => {
     expect(await browser.cookies()).toEqual([]);
   });
 
-  it('streams a completion token by token with each token’s log-prob', async () => {
+  it('streams completions and chat token by token with each token’s log-prob', async () => {
     const prompt = 'It was';
     const maxTokens = 32;
     await open('#/playground');
@@ -158,6 +159,23 @@ describe('web console in headless Chromium', () => {
       /32 tokens · .*finish: length/,
     );
     await screenshot('playground');
+
+    // Chat streams deltas with the chat shape of log-probs; the text is the API's own answer.
+    await page.selectOption('#mode', 'chat');
+    await page.fill('#prompt', 'Who is Emma?');
+    await page.fill('input[name=max_tokens]', '12');
+    await page.click('#generate');
+    await page.waitForSelector('#output[data-state=done]');
+    const chat = await client(gateway.url, Keys.alice).post<{
+      choices: { message: { content: string } }[];
+    }>('/v1/chat/completions', {
+      model: 'austen-small',
+      messages: [{ role: 'user', content: 'Who is Emma?' }],
+      max_tokens: 12,
+      temperature: 0,
+    });
+    expect(await page.locator('#output .token[data-logprob]').count()).toBe(12);
+    expect(await page.locator('#output').textContent()).toBe(chat.body.choices[0]?.message.content);
   });
 
   it('uploads a document, scores it with live progress and draws its perplexity per window', async () => {

@@ -234,7 +234,11 @@ describe('auth, tenants, validation and limits', () => {
   it('lists only the tenant’s own jobs and documents, newest first, page by page', async () => {
     const alice = client(gateway.url, Keys.alice);
     const bob = client(gateway.url, Keys.bob);
-    type Listed = { data: { id: string }[]; has_more: boolean; last_id: string | null };
+    interface Listed {
+      data: { id: string }[];
+      has_more: boolean;
+      last_id: string | null;
+    }
     const upload = async (who: typeof alice, text: string) =>
       (
         (await (await who.raw('/v1/documents', { method: 'POST', body: text })).json()) as {
