@@ -264,12 +264,21 @@ describe('web console in headless Chromium', () => {
     });
     await open('#/jobs');
     const row = page.locator(`#jobs tr[data-job="${started.body.id}"]`);
+    // Running, with an ETA and a share done shown (the list reads the job every 2 s).
+    const shown = async () => ({
+      eta: (await row.locator('td').nth(5).textContent()) ?? '',
+      percent: Number(await row.locator('[role=progressbar]').getAttribute('aria-valuenow')),
+    });
     await expect
-      .poll(async () => row.locator('td').nth(5).textContent(), { timeout: 15_000 })
-      .toMatch(/^\d+ (s|min)/);
-    const percent = Number(await row.locator('[role=progressbar]').getAttribute('aria-valuenow'));
-    expect(percent).toBeGreaterThan(0);
-    expect(percent).toBeLessThan(100);
+      .poll(
+        async () => {
+          const { eta, percent } = await shown();
+          return /^\d+ (s|min)/.test(eta) && percent > 0;
+        },
+        { timeout: 20_000 },
+      )
+      .toBe(true);
+    expect((await shown()).percent).toBeLessThan(100);
     await screenshot('jobs');
     await row.locator(`[data-cancel="${started.body.id}"]`).click();
     await row.locator('[data-status=cancelled]').waitFor({ timeout: 10_000 });
