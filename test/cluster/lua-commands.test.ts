@@ -51,6 +51,8 @@ describe('Lua scripts run by SHA after their first call (real Redis)', () => {
     await chargeTenantTokens(redis, keys, 'job-1', tenant, 10);
     windows.add(currentWindow());
     expect(await chargedTokens(windows)).toBe(30);
+    // The cluster's throughput counter counts each job once as well.
+    expect(await redis.get(keys.tokensProcessed)).toBe('30');
 
     const state = Buffer.alloc(100, 7);
     const first = new PrefixCache(redis, keys, 'm', 1_000_000, 100);

@@ -231,6 +231,65 @@ describe('auth, tenants, validation and limits', () => {
     });
   });
 
+  it('lists only the tenant’s own jobs and documents, newest first, page by page', async () => {
+    const alice = client(gateway.url, Keys.alice);
+    const bob = client(gateway.url, Keys.bob);
+    interface Listed {
+      data: { id: string }[];
+      has_more: boolean;
+      last_id: string | null;
+    }
+    const upload = async (who: typeof alice, text: string) =>
+      (
+        (await (await who.raw('/v1/documents', { method: 'POST', body: text })).json()) as {
+          id: string;
+        }
+      ).id;
+    const first = await upload(alice, 'first text');
+    const second = await upload(alice, 'second text');
+    const theirs = await upload(bob, 'bob text');
+    const documents = await alice.get<Listed>('/v1/documents');
+    expect(documents.body.data.map((document) => document.id)).toEqual([second, first]);
+    expect(documents.body.data[0]).toMatchObject({ object: 'document', bytes: 11 });
+    expect((await bob.get<Listed>('/v1/documents')).body.data.map((d) => d.id)).toEqual([theirs]);
+    await alice.delete(`/v1/documents/${first}`);
+    expect((await alice.get<Listed>('/v1/documents')).body.data.map((d) => d.id)).toEqual([second]);
+    await bob.delete(`/v1/documents/${theirs}`);
+
+    // One at a time, each finished before the next: MAX_QUEUE_DEPTH is 2 here.
+    const submit = async (who: typeof alice, prompt: string) => {
+      const job = await who.post<{ id: string }>('/v1/jobs', {
+        type: 'score',
+        model: 'scripted',
+        prompt,
+      });
+      expect(job.status).toBe(200);
+      await waitFor(
+        async () =>
+          (await who.get<{ status: string }>(`/v1/jobs/${job.body.id}`)).body.status ===
+          'completed',
+        { message: `job ${job.body.id} to complete` },
+      );
+      return job.body.id;
+    };
+    const older = await submit(alice, 'one');
+    const newer = await submit(alice, 'two');
+    const bobs = await submit(bob, 'three');
+    const page1 = await alice.get<Listed>('/v1/jobs?limit=1');
+    expect(page1.body.data.map((job) => job.id)).toEqual([newer]);
+    expect(page1.body.has_more).toBe(true);
+    const page2 = await alice.get<Listed>(`/v1/jobs?limit=1&after=${page1.body.last_id ?? ''}`);
+    expect(page2.body.data.map((job) => job.id)).toEqual([older]);
+    expect(page2.body.has_more).toBe(false);
+    expect(page2.body.data[0]).toMatchObject({ object: 'job', type: 'score', model: 'scripted' });
+    expect((await bob.get<Listed>('/v1/jobs')).body.data.map((job) => job.id)).toEqual([bobs]);
+    // Another tenant's id as a cursor reveals nothing.
+    expect((await alice.get<Listed>(`/v1/jobs?after=${bobs}`)).body.data).toEqual([]);
+    // Completions are not jobs of /v1/jobs: they stay out of the list.
+    await alice.post('/v1/completions', { model: 'scripted', prompt: 'x', max_tokens: 2 });
+    expect((await alice.get<Listed>('/v1/jobs')).body.data).toHaveLength(2);
+  });
+
   it('refuses oversize documents and files, and non-UTF-8 documents', async () => {
     const alice = client(gateway.url, Keys.alice);
     const big = await alice.raw('/v1/documents', { method: 'POST', body: 'x'.repeat(1001) });

@@ -1,4 +1,5 @@
 import { type DynamicModule, Module } from '@nestjs/common';
+import { AdminModule } from './admin/admin.module.js';
 import { BatchesModule } from './batches/batches.module.js';
 import { CompletionsModule } from './completions/completions.module.js';
 import { CoreModule, type BootValues } from './core/core.module.js';
@@ -33,6 +34,7 @@ export class AppModule {
         StatesModule,
         HealthModule,
         MetricsModule,
+        AdminModule,
         DocsModule,
       ],
     };

@@ -6,6 +6,7 @@ import swaggerUi from 'swagger-ui-express';
 import { gatewayEnvSchema, loadConfig } from '#config';
 import { createLogger } from '#cluster';
 import { bootOrExit, ReadyMessage } from '#processes';
+import { CLUSTER_PATH } from './admin/cluster-report.js';
 import { DASHBOARD_PATH, queueDashboard } from './admin/queue-dashboard.js';
 import { AppModule } from './app.module.js';
 import { ApiKeys } from './auth/api-keys.js';
@@ -13,6 +14,7 @@ import { authMiddleware } from './auth/auth.middleware.js';
 import { BatchesService } from './batches/batches.service.js';
 import { jsonBody } from './common/json-body.js';
 import { NestPinoLogger } from './common/nest-logger.js';
+import { serveConsole } from './console/console-assets.js';
 import { requestLogging } from './common/request-logging.js';
 import { OpenApiDocument } from './docs/openapi.js';
 import { JobQueues } from './jobs/job-queues.js';
@@ -39,11 +41,14 @@ bootOrExit(async () => {
     // eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment
     { logger: new NestPinoLogger(logger), abortOnError: false, bodyParser: false },
   );
-  // The HTTP pipeline before the routes, in order: every request is logged and timed; /v1 and
-  // the dashboard need a key; JSON bodies are parsed; the docs are served beside the routes.
+  // The HTTP pipeline before the routes, in order: every request is logged and timed; the web
+  // console's files are served (no key: it asks for one); /v1 and the admin routes need a key;
+  // JSON bodies are parsed; the docs are served beside the routes.
   app.use(requestLogging(logger));
   app.use(httpMetrics(app.get(GatewayMetrics)));
+  serveConsole(app);
   app.use('/v1', authMiddleware(apiKeys, 'api'));
+  app.use(CLUSTER_PATH, authMiddleware(apiKeys, 'admin'));
   const jobs = app.get(JobQueues);
   const batches = app.get(BatchesService);
   const dashboard = queueDashboard(() => [...jobs.known().values(), batches.queue]);

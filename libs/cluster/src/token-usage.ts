@@ -6,13 +6,15 @@ import { withLuaCommands } from './lua-commands.js';
 const CHARGE_MARKER_TTL_SECONDS = 7 * 24 * 3600;
 
 /**
- * KEYS: the job's charge marker, the tenant's token counter; ARGV: tokens, counter TTL (ms),
- * marker TTL (s). Charges only when it sets the marker.
+ * KEYS: the job's charge marker, the tenant's token counter, the cluster's tokens-processed
+ * counter; ARGV: tokens, counter TTL (ms), marker TTL (s). Charges (and counts) only when it
+ * sets the marker.
  */
 const CHARGE_ONCE_SCRIPT = `
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[3]) then return 0 end
 redis.call('INCRBY', KEYS[2], ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('INCRBY', KEYS[3], ARGV[1])
 return 1
 `;
 
@@ -21,6 +23,7 @@ interface TokenUsageCommands {
   chargeTokensOnce(
     chargedMarkerKey: string,
     tokenCounterKey: string,
+    tokensProcessedKey: string,
     tokens: number,
     counterTtlMs: number,
     markerTtlSeconds: number,
@@ -29,7 +32,7 @@ interface TokenUsageCommands {
 
 const withTokenUsageCommands = (redis: RedisClient): RedisClient & TokenUsageCommands =>
   withLuaCommands<TokenUsageCommands>(redis, {
-    chargeTokensOnce: { numberOfKeys: 2, lua: CHARGE_ONCE_SCRIPT },
+    chargeTokensOnce: { numberOfKeys: 3, lua: CHARGE_ONCE_SCRIPT },
   });
 
 /**
@@ -37,7 +40,8 @@ const withTokenUsageCommands = (redis: RedisClient): RedisClient & TokenUsageCom
  * window, which every gateway reads against RATE_LIMIT_TPM. Workers charge each job once, when it
  * completes, so completions, chat, batch lines, `/v1/jobs` and `/v1/states` digests all count
  * the same way, however (and whether) a client reads the result. A job whose completion is
- * retried (its worker died after charging) is not charged again.
+ * retried (its worker died after charging) is not charged again. The same tokens are added to
+ * the cluster's {@link RedisKeys.tokensProcessed} counter.
  */
 export async function chargeTenantTokens(
   redis: RedisClient,
@@ -51,6 +55,7 @@ export async function chargeTenantTokens(
   await withTokenUsageCommands(redis).chargeTokensOnce(
     keys.tokensCharged(jobId),
     gatewayKeys(keys.prefix).rateLimit(tenant, 'tokens', window),
+    keys.tokensProcessed,
     tokens,
     RATE_LIMIT_WINDOW_MS * 2,
     CHARGE_MARKER_TTL_SECONDS,

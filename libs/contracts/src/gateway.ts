@@ -18,6 +18,10 @@ export interface GatewayKeys {
   batch(batchId: string): string;
   /** Sorted set of a tenant's batch ids by creation time (ms). */
   batchIndex(tenant: string): string;
+  /** Sorted set of a tenant's `/v1/jobs` job ids by creation time (ms). */
+  jobIndex(tenant: string): string;
+  /** Sorted set of a tenant's document ids by creation time (ms). */
+  documentIndex(tenant: string): string;
   /** Hash: input line number → JSON {@link BatchLine} of each line that became a job. */
   batchLines(batchId: string): string;
   /** List of error-file lines written while the input was validated (malformed lines). */
@@ -45,6 +49,8 @@ export function gatewayKeys(prefix: string): GatewayKeys {
     fileIndex: (tenant) => `${prefix}:files:${tenant}`,
     batch: (batchId) => `${prefix}:batch:${batchId}`,
     batchIndex: (tenant) => `${prefix}:batches:${tenant}`,
+    jobIndex: (tenant) => `${prefix}:jobs:${tenant}`,
+    documentIndex: (tenant) => `${prefix}:docs:${tenant}`,
     batchLines: (batchId) => `${prefix}:batch:${batchId}:lines`,
     batchRejects: (batchId) => `${prefix}:batch:${batchId}:rejects`,
     rateLimit: (tenant, kind, window) => `${prefix}:rl:${tenant}:${kind}:${window}`,

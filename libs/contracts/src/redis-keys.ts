@@ -48,6 +48,11 @@ export interface RedisKeys {
   /** Set once a job's tokens are charged to its tenant: a retried completion charges nothing. */
   tokensCharged(jobId: string): string;
   /**
+   * Counter of the tokens (prompt and output) of every job finished in the cluster, raised once
+   * per job with its charge: its rate is the cluster's throughput.
+   */
+  readonly tokensProcessed: string;
+  /**
    * A model's chat template (JSON `ModelChat`, see workers.ts), written by each worker that
    * serves the model before it takes jobs, read by gateways to render chat requests.
    */
@@ -84,6 +89,7 @@ export function redisKeys(prefix: string): RedisKeys {
     prefixIndex: `${prefix}:pfx:index`,
     prefixStats: `${prefix}:pfx:stats`,
     tokensCharged: (jobId) => `${prefix}:charged:${jobId}`,
+    tokensProcessed: `${prefix}:stats:tokens`,
     modelChat: (modelId) => `${prefix}:model:${modelId}:chat`,
     checkpointMeta: (jobId, choice) => `${prefix}:ckpt:${jobId}:${choice}:meta`,
     checkpointLogprobs: (jobId, choice) => `${prefix}:ckpt:${jobId}:${choice}:logprobs`,

@@ -2,6 +2,7 @@ import type { RedisClient } from '#cluster';
 import { z } from 'zod';
 import type { GatewayKeys, RedisKeys } from '#contracts';
 import { invalidRequest, notFound } from '../common/api-error.js';
+import { pageOfIds } from '../common/pagination.js';
 import { streamIntoRedis } from '../files/file-store.js';
 import type { DocumentBody } from '../docs/response-schemas.js';
 import { newId } from '../jobs/job-queues.js';
@@ -66,8 +67,29 @@ export class DocumentStore {
       created_at: Math.floor(Date.now() / 1000),
       filename: options.filename,
     };
-    await this.redis.hset(this.keys.documentMeta(id), meta);
+    await this.redis
+      .multi()
+      .hset(this.keys.documentMeta(id), meta)
+      .zadd(this.gateway.documentIndex(meta.owner), Date.now(), id)
+      .exec();
     return { id, meta };
+  }
+
+  /** One page of a tenant's document ids (cursor pagination, newest first unless asked). */
+  async pageOfIds(tenant: string, query: unknown): Promise<{ ids: string[]; hasMore: boolean }> {
+    return pageOfIds(this.redis, this.gateway.documentIndex(tenant), query);
+  }
+
+  /** The documents of `ids` as the API shows them (ids deleted meanwhile are left out). */
+  async objects(ids: readonly string[]): Promise<DocumentBody[]> {
+    const pipeline = this.redis.pipeline();
+    for (const id of ids) pipeline.hgetall(this.keys.documentMeta(id));
+    const results = (await pipeline.exec()) ?? [];
+    return results.flatMap(([, raw], position) => {
+      const parsed = documentMetaSchema.safeParse(raw);
+      const id = ids[position];
+      return parsed.success && id !== undefined ? [documentObject(id, parsed.data)] : [];
+    });
   }
 
   /** The document's metadata; 404 (naming `param`) when missing or another tenant's. */
@@ -88,6 +110,10 @@ export class DocumentStore {
   /** Deletes the tenant's document (404 when it is not theirs). */
   async delete(id: string, tenant: string): Promise<void> {
     await this.get(id, tenant);
-    await this.redis.del(this.keys.document(id), this.keys.documentMeta(id));
+    await this.redis
+      .multi()
+      .del(this.keys.document(id), this.keys.documentMeta(id))
+      .zrem(this.gateway.documentIndex(tenant), id)
+      .exec();
   }
 }

@@ -1,11 +1,12 @@
-import { HttpCode, Inject, Param, Req } from '@nestjs/common';
+import { HttpCode, Inject, Param, Query, Req } from '@nestjs/common';
 import type { Request } from 'express';
 import type { GatewayEnv } from '#config';
 import { Tenant } from '../auth/auth.middleware.js';
 import { payloadTooLarge } from '../common/api-error.js';
 import { GATEWAY_ENV } from '../core/tokens.js';
 import { ApiController, ApiRoute } from '../docs/api-doc.js';
-import { deletedSchema, documentBodySchema } from '../docs/response-schemas.js';
+import { deletedSchema, documentBodySchema, pageSchema } from '../docs/response-schemas.js';
+import { page } from '../common/pagination.js';
 import { documentObject, DocumentStore } from './document-store.js';
 
 /**
@@ -39,6 +40,16 @@ export class DocumentsController {
       maxBytes: limit,
     });
     return documentObject(id, meta);
+  }
+
+  @ApiRoute('get', '', {
+    summary: 'List your documents, newest first (cursor pagination: limit, after, order)',
+    tag: 'Documents',
+    response: pageSchema(documentBodySchema),
+  })
+  async list(@Query() query: Record<string, unknown>, @Tenant() tenant: string) {
+    const { ids, hasMore } = await this.documents.pageOfIds(tenant, query);
+    return page(await this.documents.objects(ids), hasMore);
   }
 
   @ApiRoute('get', ':id', { summary: 'A document', tag: 'Documents', response: documentBodySchema })

@@ -18,6 +18,7 @@ import {
 } from '#contracts';
 import { queueOptions, requestCancel } from '#cluster';
 import { notFound, rateLimited } from '../common/api-error.js';
+import { pageOfIds } from '../common/pagination.js';
 
 /** How long a gateway job record outlives its job's stream. @defaultValue 7 days */
 const RECORD_TTL_SECONDS = 7 * 24 * 3600;
@@ -104,18 +105,32 @@ export class JobQueues implements OnApplicationShutdown {
     });
   }
 
-  /** Writes the job's record, encoded as hash fields (flags as '1'/'0', defaults filled in). */
+  /**
+   * Writes the job's record, encoded as hash fields (flags as '1'/'0', defaults filled in). A
+   * `/v1/jobs` job is also listed in its tenant's index, whose entries older than a record's
+   * lifetime are dropped on the way.
+   */
   async writeRecord(jobId: string, record: GatewayJobRecordInput): Promise<void> {
     const stored = z.encode(gatewayJobRecordSchema, { ...gatewayJobRecordDefaults, ...record });
     const fields = Object.entries(stored).flatMap(([name, value]) =>
       value === undefined ? [] : [name, typeof value === 'string' ? value : JSON.stringify(value)],
     );
     const key = this.gateway.gatewayJob(jobId);
-    await this.redis
+    const write = this.redis
       .multi()
       .hset(key, ...fields)
-      .expire(key, RECORD_TTL_SECONDS)
-      .exec();
+      .expire(key, RECORD_TTL_SECONDS);
+    if (record.kind === 'job') {
+      const index = this.gateway.jobIndex(record.owner);
+      const now = Date.now();
+      write.zadd(index, now, jobId).zremrangebyscore(index, 0, now - RECORD_TTL_SECONDS * 1000);
+    }
+    await write.exec();
+  }
+
+  /** One page of a tenant's `/v1/jobs` ids (cursor pagination, newest first unless asked). */
+  async pageOfJobIds(tenant: string, query: unknown): Promise<{ ids: string[]; hasMore: boolean }> {
+    return pageOfIds(this.redis, this.gateway.jobIndex(tenant), query);
   }
 
   /** The job's record, or 404 when it does not exist or belongs to another tenant. */

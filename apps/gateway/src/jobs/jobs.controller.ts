@@ -1,9 +1,9 @@
-import { Body, Headers, HttpCode, Param, Res } from '@nestjs/common';
+import { Body, Headers, HttpCode, Param, Query, Res } from '@nestjs/common';
 import type { Response } from 'express';
 import { Tenant } from '../auth/auth.middleware.js';
 import { lastEventId } from '../common/last-event-id.js';
 import { ApiController, ApiRoute } from '../docs/api-doc.js';
-import { jobBodySchema } from '../docs/response-schemas.js';
+import { jobBodySchema, pageSchema } from '../docs/response-schemas.js';
 import { SpendsTokens } from '../limits/rate-limit.guard.js';
 import { jobCreateSchema } from './job-requests.js';
 import { JobsService } from './jobs.service.js';
@@ -22,6 +22,15 @@ export class JobsController {
   @SpendsTokens()
   async create(@Body() body: unknown, @Tenant() tenant: string) {
     return this.jobs.create(body, tenant);
+  }
+
+  @ApiRoute('get', '', {
+    summary: 'List your jobs, newest first (cursor pagination: limit, after, order)',
+    tag: 'Jobs',
+    response: pageSchema(jobBodySchema),
+  })
+  async list(@Query() query: Record<string, unknown>, @Tenant() tenant: string) {
+    return this.jobs.list(tenant, query);
   }
 
   @ApiRoute('get', ':id', {

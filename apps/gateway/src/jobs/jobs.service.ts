@@ -9,7 +9,14 @@ import {
   type TextSource,
 } from '#contracts';
 import { StreamedChoices, type DoneEvent } from '#cluster';
-import { invalidRequest, jobFailed, modelNotFound, notFound } from '../common/api-error.js';
+import {
+  ApiError,
+  invalidRequest,
+  jobFailed,
+  modelNotFound,
+  notFound,
+} from '../common/api-error.js';
+import { page, type Page } from '../common/pagination.js';
 import { ServerSentEvents, clientGone } from '../common/sse.js';
 import { parseRequest } from '../common/validation.js';
 import type { JobBody, JobResultBody } from '../docs/response-schemas.js';
@@ -183,6 +190,25 @@ export class JobsService {
       return undefined;
     }
     return this.streams.result(name, record, done, jobId, collected);
+  }
+
+  /** A page of the tenant's jobs, newest first; jobs whose record has expired are left out. */
+  async list(tenant: string, query: unknown): Promise<Page<JobBody>> {
+    const { ids, hasMore } = await this.jobs.pageOfJobIds(tenant, query);
+    const views = await Promise.all(
+      ids.map(async (jobId) => {
+        try {
+          return await this.get(jobId, tenant);
+        } catch (error) {
+          if (error instanceof ApiError && error.status === 404) return undefined;
+          throw error;
+        }
+      }),
+    );
+    return page(
+      views.filter((view) => view !== undefined),
+      hasMore,
+    );
   }
 
   async get(jobId: string, tenant: string): Promise<JobBody> {
