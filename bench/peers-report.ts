@@ -43,7 +43,7 @@ function ratioTarget(
   return { name, value, target, met: value >= target, note: '' };
 }
 
-/** The targets for every model and precision row the run measured on both engines. */
+/** The targets for every model and precision row the run measured on both engines. */
 export function targets(
   rows: readonly DecodeRow[],
   models: readonly string[],

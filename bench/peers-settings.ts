@@ -47,7 +47,7 @@ export interface PeersSettings {
 }
 
 /**
- * 1k, 2k (the targets' point), 8k (the prefill prompt), 32k. The issue's ladder also has 64k
+ * 1k, 2k (the targets' point), 8k (the prefill prompt), 32k. The full ladder also has 64k
  * (`--contexts 1024,2048,8192,32768,65536`), left out of the default for its cost: llama.cpp's
  * prefill is quadratic in the context, and prefilling pythia-160m to 64k is ~95 TFLOP (~16 of
  * weights, ~79 of attention), about 26 minutes at 60 GFLOP/s on 2 cores, per weight type; to 32k

@@ -17,7 +17,7 @@ import { openLlama } from './llama-peer.js';
 import { matmulPeakGflops } from './model-measures.js';
 import { llamaKvBytesPerToken, memoryBandwidthGBs } from './peers-hardware.js';
 
-/** The longest context, where memory per sequence is compared. */
+/** The longest context of the full ladder, where memory per sequence is compared. */
 const LONGEST_CONTEXT = 65536;
 import { measureEntry } from './peers-measure.js';
 import type { EntryResult } from './peers-rows.js';

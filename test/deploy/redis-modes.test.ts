@@ -146,9 +146,8 @@ describe.each(modes)('key scenarios on %s', (mode, endpoint) => {
 
   // On a single Redis this is worker.test.ts's "resumes on another worker after SIGKILL
   // mid-generation"; it costs a lock expiry (about 10 s), so it runs here for the cluster only.
-  it.runIf(mode.includes('Cluster'))(
-    'resumes on another worker after SIGKILL mid-generation, with identical output',
-    async () => {
+  if (mode.includes('Cluster'))
+    it('resumes on another worker after SIGKILL mid-generation, with identical output', async () => {
       const request = { customId: 'kill', prompt: 'Resume me', seed: 77, maxTokens: 1500 };
       await producer.add(JobName.Generate, generatePayload(request.prompt, samplingOf(request)), {
         jobId: 'job-kill',
@@ -164,17 +163,14 @@ describe.each(modes)('key scenarios on %s', (mode, endpoint) => {
       // A de-duplicating reader sees each index once, in order.
       const firstSeen = [...new Set(indexesByChoice(await producer.stream('job-kill')).get(0))];
       expect(firstSeen).toEqual(Array.from({ length: request.maxTokens }, (_unused, i) => i));
-    },
-  );
+    });
 
-  it.runIf(mode.includes('Cluster'))(
-    'runs on a real cluster: a script over keys of two slots is refused (CROSSSLOT)',
-    async () => {
+  if (mode.includes('Cluster'))
+    it('runs on a real cluster: a script over keys of two slots is refused (CROSSSLOT)', async () => {
       // The oracle that the cluster shards at all: without a hash tag these two keys live in
       // different slots, so the script above would have failed had the prefix not been tagged.
       await expect(
         producer.redis.eval("return redis.call('MGET', KEYS[1], KEYS[2])", 2, 'a', 'b'),
       ).rejects.toThrow(/CROSSSLOT/);
-    },
-  );
+    });
 });
