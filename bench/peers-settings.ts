@@ -51,8 +51,8 @@ export interface PeersSettings {
  * (`--contexts 1024,2048,8192,32768,65536`), left out of the default for its cost: llama.cpp's
  * prefill is quadratic in the context, and prefilling pythia-160m to 64k is ~95 TFLOP (~16 of
  * weights, ~79 of attention), about 26 minutes at 60 GFLOP/s on 2 cores, per weight type; to 32k
- * it is ~28 TFLOP. By that arithmetic the default run (2 models, 2 weight types, 32 sequences at
- * 2k) takes about 40 minutes on an idle 2-core machine, most of it llama.cpp's prefill.
+ * it is ~28 TFLOP. By that arithmetic the default run (2 models, 3 weight rows, 32 sequences at
+ * 2k) takes about an hour on an idle 2-core machine, most of it llama.cpp's prefill.
  */
 const DEFAULT_CONTEXTS = [1024, 2048, 8192, 32768];
 
