@@ -24,8 +24,11 @@ const app = document.getElementById('app');
 if (app === null) throw new Error('index.html has no #app element');
 let leave = new AbortController();
 
-/** A short form of the key, enough to tell keys apart without showing the secret. */
-const keyHint = (key: string): string => `${key.slice(0, 6)}…${key.slice(-2)}`;
+/**
+ * A short form of the key, enough to tell keys apart without showing the secret: its last 4
+ * characters, and only for keys long enough that those do not give most of it away.
+ */
+const keyHint = (key: string): string => (key.length >= 16 ? `…${key.slice(-4)}` : 'key');
 
 /**
  * Checks a key against the gateway: any `/v1` route answers 401 to a wrong key. An admin key is

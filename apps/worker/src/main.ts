@@ -103,8 +103,10 @@ bootOrExit(async () => {
     logger,
   );
   // Redis may lose writes it acknowledged before a drop: see haltAfterConnectionLoss.
+  // Not at shutdown: quitting the connection closes it too, and is no loss.
+  let stopping = false;
   redis.on('close', () => {
-    jobs.haltAfterConnectionLoss();
+    if (!stopping) jobs.haltAfterConnectionLoss();
   });
   await subscribeToCancellations(subscriber, keys, (jobId) => {
     jobs.cancel(jobId);
@@ -181,6 +183,7 @@ bootOrExit(async () => {
     metricsServer?.close();
     await Promise.all([...runtimes.values()].map((runtime) => runtime.engine.close()));
     await registry.stop();
+    stopping = true;
     await Promise.all(
       [redis, subscriber, probe, ...queueConnections].map((connection) => connection.quit()),
     );

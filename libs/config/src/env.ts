@@ -11,6 +11,9 @@ export class ConfigError extends Error {
 /** Variables whose values never appear in an error message (they end up in logs). */
 const isSecret = (variable: string): boolean => variable.includes('PASSWORD');
 
+/** A value as an error message shows it: a URL's credentials (`user:password@`) masked. */
+const shown = (value: string): string => JSON.stringify(value.replace(/\/\/[^/@]*@/, '//***@'));
+
 /**
  * Validates the environment once, at boot, against an app's schema. Every problem names the
  * variable, the expected form and the value received, so an operator can fix all of them at once.
@@ -36,7 +39,7 @@ export function loadConfig<Schema extends z.ZodObject>(
           ? 'it is not set'
           : isSecret(variable)
             ? 'its value is not shown'
-            : `got ${JSON.stringify(received)}`;
+            : `got ${shown(received)}`;
       return `${variable}: ${issue.message} (${got})`;
     }),
   );

@@ -69,6 +69,18 @@ describe('environment validation', () => {
     ]);
   });
 
+  it('masks the credentials of a URL it shows in an error', () => {
+    const problems = problemsOf(() =>
+      loadConfig(workerEnvSchema, { REDIS_URL: 'http://:s3cret@redis.internal:6379' }),
+    );
+    expect(problems).toEqual([
+      expect.stringMatching(
+        /^REDIS_URL: expected a redis:\/\/.* \(got "http:\/\/\*\*\*@redis\.internal:6379"\)$/,
+      ),
+    ]);
+    expect(problems.join('\n')).not.toContain('s3cret');
+  });
+
   it('rejects out-of-range integers', () => {
     const problems = problemsOf(() =>
       loadConfig(launcherEnvSchema, { PORT: '70000', WORKERS: '-1' }),

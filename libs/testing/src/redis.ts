@@ -74,7 +74,7 @@ export class TestRedis implements RedisEndpoint {
     return this.server.pid;
   }
 
-  /** Graceful shutdown (SIGTERM): RedisClient flushes its AOF first. */
+  /** Graceful shutdown (SIGTERM): Redis flushes its AOF first. */
   async stop(): Promise<void> {
     await this.server.stop('SIGTERM');
   }

@@ -20,7 +20,7 @@ import { ClusterReport } from './cluster-report.js';
         new ClusterReport(connections.commands, keys, {
           liveWorkers: () => models.liveWorkers(),
           queue: (model) => jobs.queue(model),
-          knownModels: () => jobs.known().keys(),
+          knownModels: async () => [...(await models.known()), ...jobs.known().keys()],
         }),
     ),
   ],

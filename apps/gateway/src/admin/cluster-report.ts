@@ -55,8 +55,11 @@ export type ClusterBody = z.output<typeof clusterBodySchema>;
 export interface ClusterSources {
   liveWorkers(): Promise<WorkerRecord[]>;
   queue(model: string): Queue;
-  /** Models whose queues this gateway has used (a model may have jobs but no live worker). */
-  knownModels(): Iterable<string>;
+  /**
+   * Models the cluster knows (served now or recently) and those this gateway has submitted to,
+   * so every gateway replica reports the same queues.
+   */
+  knownModels(): Promise<Iterable<string>>;
 }
 
 /**
@@ -74,7 +77,7 @@ export class ClusterReport {
   async read(): Promise<ClusterBody> {
     const workers = await this.sources.liveWorkers();
     const models = new Set([...workers.flatMap((worker) => worker.models)]);
-    for (const model of this.sources.knownModels()) models.add(model);
+    for (const model of await this.sources.knownModels()) models.add(model);
     const sorted = [...models].sort();
     const queues = await Promise.all(
       sorted.map(async (model) => {

@@ -12,7 +12,7 @@ export interface ReadinessReport {
 }
 
 /**
- * Whether the gateway can accept and queue work: RedisClient answers (even with no worker live, jobs
+ * Whether the gateway can accept and queue work: Redis answers (even with no worker live, jobs
  * wait in their queue). The live workers are listed for operators, read fresh on every probe.
  */
 export class Readiness {

@@ -154,10 +154,10 @@ export class MetricsExposition {
         for (const [model, queue] of await work()) this.set({ model }, queue.outputTokens);
       },
     });
-    registerQueuePriorityGauge(metrics.registry, async () => [
-      ...(await sources.modelQueues()).values(),
-      sources.batchQueue,
-    ]);
+    // Model queues only: the batch queue's jobs have no priority class.
+    registerQueuePriorityGauge(metrics.registry, async () =>
+      (await sources.modelQueues()).values(),
+    );
     new Gauge({
       name: 'dijiang_live_workers',
       help: 'Workers whose heartbeat is current',
