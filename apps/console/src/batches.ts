@@ -1,10 +1,16 @@
 import { api } from './api.js';
-import { errorNotice, h, integer, progressBar, replace, timestamp, messageOf } from './dom.js';
+import {
+  errorNotice,
+  h,
+  integer,
+  progressBar,
+  refreshUntilLeft,
+  replace,
+  timestamp,
+  messageOf,
+} from './dom.js';
 import { statusBadge } from './jobs.js';
 import type { Batch, Page, PageContext } from './types.js';
-
-/** Batches have no event stream: the list is read again this often. @defaultValue 2 s */
-const REFRESH_MS = 2000;
 
 const ACTIVE = new Set(['validating', 'in_progress', 'finalizing', 'cancelling']);
 
@@ -104,17 +110,5 @@ export async function batchesPage({ root, signal }: PageContext): Promise<void> 
     );
   };
   await refresh();
-  const timer = setInterval(() => {
-    refresh().then(
-      () => {
-        problem.replaceChildren();
-      },
-      (error: unknown) => {
-        replace(problem, errorNotice(messageOf(error)));
-      },
-    );
-  }, REFRESH_MS);
-  signal.addEventListener('abort', () => {
-    clearInterval(timer);
-  });
+  refreshUntilLeft(refresh, problem, signal);
 }

@@ -104,3 +104,30 @@ export function messageOf(error: unknown): string {
 /** A short error notice. */
 export const errorNotice = (message: string): HTMLElement =>
   h('p', { class: 'error', role: 'alert' }, message);
+
+/** How often list pages read their data again. @defaultValue 2000 ms */
+export const LIST_REFRESH_MS = 2000;
+
+/**
+ * Runs `refresh` every {@link LIST_REFRESH_MS} until `signal` aborts (the page is left), showing a
+ * failed read in `problem` and clearing it after the next good one.
+ */
+export function refreshUntilLeft(
+  refresh: () => Promise<void>,
+  problem: Element,
+  signal: AbortSignal,
+): void {
+  const timer = setInterval(() => {
+    refresh().then(
+      () => {
+        problem.replaceChildren();
+      },
+      (error: unknown) => {
+        replace(problem, errorNotice(messageOf(error)));
+      },
+    );
+  }, LIST_REFRESH_MS);
+  signal.addEventListener('abort', () => {
+    clearInterval(timer);
+  });
+}

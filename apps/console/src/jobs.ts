@@ -5,15 +5,13 @@ import {
   h,
   integer,
   progressBar,
+  refreshUntilLeft,
   replace,
   timestamp,
   messageOf,
 } from './dom.js';
 import { scoreFigure } from './score-chart.js';
 import type { DigestResult, GenerateResult, Job, Page, PageContext, ScoreResult } from './types.js';
-
-/** The jobs list is read again this often while it is shown. @defaultValue 2 s */
-const LIST_REFRESH_MS = 2000;
 
 const finished = (job: Job): boolean => job.status !== 'queued' && job.status !== 'running';
 
@@ -124,19 +122,7 @@ export async function jobsPage({ root, signal }: PageContext): Promise<void> {
     );
   };
   await refresh();
-  const timer = setInterval(() => {
-    refresh().then(
-      () => {
-        problem.replaceChildren();
-      },
-      (error: unknown) => {
-        replace(problem, errorNotice(messageOf(error)));
-      },
-    );
-  }, LIST_REFRESH_MS);
-  signal.addEventListener('abort', () => {
-    clearInterval(timer);
-  });
+  refreshUntilLeft(refresh, problem, signal);
 }
 
 function resultView(job: Job): HTMLElement | null {
