@@ -3,10 +3,8 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   GraphBuilder,
-  IR_VERSION,
-  OPSET_VERSION,
+  encodeStandaloneGraph,
   TensorDataType,
-  encodeModel,
   headDim,
   initWeights,
   isPresetName,
@@ -75,29 +73,7 @@ export async function matmulPeakGflops(dir: string, n: number): Promise<number> 
   );
   g.output('y', g.op('MatMul', [a, weight]), TensorDataType.Float, [n, n]);
   const path = join(dir, 'matmul.onnx');
-  await writeFile(
-    path,
-    encodeModel({
-      irVersion: IR_VERSION,
-      producerName: 'bench',
-      producerVersion: '0',
-      docString: '',
-      opsetImport: [{ domain: '', version: OPSET_VERSION }],
-      metadataProps: [],
-      graph: {
-        name: 'matmul',
-        node: g.nodes,
-        initializer: g.initializers.map((init) => ({
-          name: init.name,
-          dims: [...init.dims],
-          dataType: init.dataType,
-          rawData: init.bytes,
-        })),
-        input: g.inputs,
-        output: g.outputs,
-      },
-    }),
-  );
+  await writeFile(path, encodeStandaloneGraph(g, 'matmul', 'bench'));
   const session = await openSession(path, { intraOpNumThreads: threads });
   const feeds = { a: float32Tensor(new Float32Array(n * n).fill(0.5), [n, n]) };
   await runSession(session, feeds);

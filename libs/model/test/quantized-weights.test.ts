@@ -8,11 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
-  CONTRIB_DOMAIN,
   decodeModel,
-  encodeModel,
-  IR_VERSION,
-  OPSET_VERSION,
+  encodeStandaloneGraph,
   TensorDataType,
   loadBundle,
   logSoftmaxRows,
@@ -251,29 +248,7 @@ async function singleOpSession(
     const x = g.input('x', TensorDataType.Float, ['m', columns]);
     g.output('y', multiplyTransposed(ctx, x, stored), TensorDataType.Float, ['m', rows]);
   }
-  const bytes = encodeModel({
-    irVersion: IR_VERSION,
-    producerName: 'test',
-    producerVersion: '0',
-    docString: '',
-    opsetImport: [
-      { domain: '', version: OPSET_VERSION },
-      { domain: CONTRIB_DOMAIN, version: 1 },
-    ],
-    metadataProps: [],
-    graph: {
-      name: 'single-op',
-      node: g.nodes,
-      initializer: g.initializers.map((init) => ({
-        name: init.name,
-        dims: [...init.dims],
-        dataType: init.dataType,
-        rawData: init.bytes,
-      })),
-      input: g.inputs,
-      output: g.outputs,
-    },
-  });
+  const bytes = encodeStandaloneGraph(g, 'single-op', 'test');
   const dir = await mkdtemp(join(tmpdir(), 'dijiang-single-op-'));
   await writeFile(join(dir, 'op.onnx'), bytes);
   return openSession(join(dir, 'op.onnx'), { intraOpNumThreads: 1 });

@@ -9,7 +9,7 @@ import { basename, dirname, join } from 'node:path';
 import type { ModelConfig } from '../config.js';
 import type { WeightPrecision } from '../quantize.js';
 import type { Weights } from '../weights.js';
-import type { Initializer } from './graph-builder.js';
+import type { GraphBuilder, Initializer } from './graph-builder.js';
 import { buildModelGraph, type Precision } from './model-graph.js';
 import {
   CONTRIB_DOMAIN,
@@ -44,6 +44,39 @@ export interface WrittenOnnx {
   dataPath?: string;
 }
 
+/** An initializer stored inside the .onnx file. */
+const inline = (init: Initializer): TensorMessage => ({
+  name: init.name,
+  dims: [...init.dims],
+  dataType: init.dataType,
+  rawData: init.bytes,
+});
+
+/**
+ * One builder's graph as a whole model with inline initializers: the single-operator graphs that
+ * tests and benchmarks time or check on their own.
+ */
+export function encodeStandaloneGraph(g: GraphBuilder, name: string, producer: string): Uint8Array {
+  return encodeModel({
+    irVersion: IR_VERSION,
+    producerName: producer,
+    producerVersion: '0',
+    docString: '',
+    opsetImport: [
+      { domain: '', version: OPSET_VERSION },
+      ...(g.usesContribOps ? [{ domain: CONTRIB_DOMAIN, version: 1 }] : []),
+    ],
+    metadataProps: [],
+    graph: {
+      name,
+      node: g.nodes,
+      initializer: g.initializers.map(inline),
+      input: g.inputs,
+      output: g.outputs,
+    },
+  });
+}
+
 export async function writeOnnxModel(
   config: ModelConfig,
   weights: Weights,
@@ -60,12 +93,6 @@ export async function writeOnnxModel(
 
   const dataFile = `${basename(modelPath)}.data`;
   const dataPath = join(dirname(modelPath), dataFile);
-  const inline = (init: Initializer): TensorMessage => ({
-    name: init.name,
-    dims: [...init.dims],
-    dataType: init.dataType,
-    rawData: init.bytes,
-  });
   let tensors: TensorMessage[];
   if (external) {
     tensors = [];
