@@ -16,6 +16,23 @@ export function checkpointDue(sequence: Sequence, now: number): boolean {
 }
 
 /**
+ * Whether a generation's state is checkpointed at its prompt's end, before its first token. Only
+ * a prompt absorbed from its own start in one chunk no longer than the smallest chunk is
+ * prefilled in the same chunks by any engine whatever its load. A longer prompt's chunks follow
+ * the prefill budget (what else was running), a cached prefix's state was chunked by whoever
+ * computed it; chunked another way a state differs in its last bits, and a resume that prefilled
+ * the prompt again could sample a near-tie differently. From this checkpoint a resumed generation
+ * replays only decode steps, which give the same bits whatever the batch.
+ */
+export function promptEndCheckpointDue(
+  sequence: Sequence,
+  lastChunk: number,
+  minPrefillChunk: number,
+): boolean {
+  return sequence.promptChunks > 1 || lastChunk > minPrefillChunk || sequence.cachedTokens > 0;
+}
+
+/**
  * A checkpoint of the sequence as it is now, restarting its checkpoint counters. Score
  * checkpoints carry only the log-probs that no earlier checkpoint carried.
  */

@@ -1,6 +1,6 @@
 import type { ModelConfig, Tokenizer } from '#model';
 import { headDim } from '#model';
-import { checkpointDue, takeCheckpoint } from './checkpoint-policy.js';
+import { checkpointDue, promptEndCheckpointDue, takeCheckpoint } from './checkpoint-policy.js';
 import {
   emptyEngineStats,
   recordDecodeStep,
@@ -184,7 +184,9 @@ export class Scheduler {
   private async prefillStep(sequence: Sequence, decoding: boolean): Promise<void> {
     sequence.lastServedTick = this.tickCount;
     const from = sequence.absorbed;
-    let end = Math.min(sequence.feedEnd, from + this.prefillBudget(decoding));
+    // A resumed generation's replayed tokens are fed by decode steps, one at a time as they were
+    // first fed: a chunk sums in another float order, and a sampled near-tie could then flip.
+    let end = Math.min(sequence.prefillEnd, from + this.prefillBudget(decoding));
     // End chunks on prefix-cache boundaries so that the state there can be shared.
     const boundary = sequence.prefixes.find((prefix) => prefix.tokens > from)?.tokens;
     if (boundary !== undefined && boundary < end) end = boundary;
@@ -213,12 +215,13 @@ export class Scheduler {
     // Copied into the sequence's own array: no allocation per chunk, which on a long document
     // would churn the allocator (and the process's resident memory) for nothing.
     sequence.state.set(result.state);
+    sequence.promptChunks += 1;
     sequence.absorbed = end;
     sequence.position += chunk;
     if (scoring && result.targetLogprobs !== undefined) {
       sequence.logprobs?.set(result.targetLogprobs, from);
     }
-    const total = sequence.feedEnd;
+    const total = sequence.prefillEnd;
     this.emit({ type: 'progress', id: sequence.request.id, done: end, total });
     if (sequence.prefixes.some((prefix) => prefix.tokens === end)) {
       const hash = sequence.prefixes.find((prefix) => prefix.tokens === end)?.hash ?? '';
@@ -230,7 +233,7 @@ export class Scheduler {
         state: sequence.state.slice().buffer,
       });
     }
-    if (end < sequence.feedEnd) {
+    if (end < total) {
       sequence.sinceCheckpoint.tokens += chunk;
       this.checkpoint(sequence);
       return;
@@ -240,6 +243,11 @@ export class Scheduler {
       return;
     }
     sequence.phase = 'decode';
+    if (end < sequence.feedEnd) return;
+    if (promptEndCheckpointDue(sequence, chunk, this.options.minPrefillChunk)) {
+      // Ahead of the first token, so a resume that finds any streamed token finds this state too.
+      this.emit(takeCheckpoint(sequence, performance.now()));
+    }
     this.sampleAndEmit(sequence, result.logits, result.logitsLogNormaliser[0]);
   }
 
@@ -249,7 +257,7 @@ export class Scheduler {
     let result: ChunkResultWithState;
     try {
       result = await this.runWithState({
-        inputIds: decoders.map(pendingToken),
+        inputIds: decoders.map((sequence) => sequence.nextToken()),
         batch,
         chunk: 1,
         startPos: decoders.map((sequence) => sequence.position),
@@ -271,8 +279,15 @@ export class Scheduler {
     decoders.forEach((sequence, row) => {
       sequence.lastServedTick = this.tickCount;
       sequence.position += 1;
+      const replayed = sequence.absorbed < sequence.tokens.length;
+      if (!replayed) sequence.tokens.push(sequence.nextToken());
       sequence.absorbed += 1;
-      sequence.tokens.push(pendingToken(sequence));
+      if (sequence.absorbed < sequence.tokens.length) {
+        // Still replaying: the next token is known, this step's logits are not needed.
+        sequence.sinceCheckpoint.tokens += 1;
+        this.checkpoint(sequence);
+        return;
+      }
       this.sampleAndEmit(
         sequence,
         result.logits.subarray(row * vocab, (row + 1) * vocab),
@@ -345,14 +360,6 @@ export class Scheduler {
 
 /** A chunk's result whose state is known to be there, with the size of the batch's states. */
 type ChunkResultWithState = ChunkResult & { readonly state: Float32Array };
-
-/** The token a decoding sequence feeds next: the one sampled at its last step. */
-function pendingToken(sequence: Sequence): number {
-  if (sequence.generate === undefined) {
-    throw new Error(`sequence ${sequence.request.id} decodes without a generation state`);
-  }
-  return sequence.generate.pending;
-}
 
 /** Exponential moving average; the first sample initialises it. */
 function average(current: number, sample: number): number {

@@ -72,6 +72,6 @@ export function applyStart(
     if (request.kind !== 'generate') return 'stop';
     throw new Error('a generate sequence needs at least one token to process after its start');
   }
-  sequence.phase = 'prefill';
+  sequence.phase = sequence.absorbed < sequence.prefillEnd ? 'prefill' : 'decode';
   return undefined;
 }

@@ -30,6 +30,8 @@ export class Sequence {
   /** Tokens of `tokens` already absorbed into `state`. */
   absorbed = 0;
   cachedTokens = 0;
+  /** Prefill chunks run for the input since this engine started the sequence. */
+  promptChunks = 0;
   cancelled = false;
   suspended = false;
   generate: GenerateState | undefined;
@@ -55,6 +57,26 @@ export class Sequence {
   get feedEnd(): number {
     // Scoring predicts tokens[1..n-1] from the positions before them: the last token is never fed.
     return this.request.kind === 'score' ? Math.max(0, this.tokens.length - 1) : this.tokens.length;
+  }
+
+  /**
+   * Where the prefill stops: the input's end. A resumed generation's replayed tokens come after
+   * it and are fed by decode steps, one at a time as when they were first generated.
+   */
+  get prefillEnd(): number {
+    return Math.min(this.inputCount, this.feedEnd);
+  }
+
+  /**
+   * The token a decode step feeds next: the next replayed one while a resumed sequence catches
+   * up, then the one sampled at the last step.
+   */
+  nextToken(): number {
+    if (this.absorbed < this.tokens.length) return this.tokens.at(this.absorbed);
+    if (this.generate === undefined) {
+      throw new Error(`sequence ${this.request.id} decodes without a generation state`);
+    }
+    return this.generate.pending;
   }
 
   get checkpointPolicy(): CheckpointPolicy {

@@ -33,6 +33,13 @@ export class TokenList implements Iterable<number> {
     this.count += 1;
   }
 
+  /** The id at `index`; throws outside the list. */
+  at(index: number): number {
+    const id = index < this.count ? this.ids[index] : undefined;
+    if (id === undefined) throw new RangeError(`token index ${index} outside 0..${this.count - 1}`);
+    return id;
+  }
+
   /** A copy of ids [from, end). */
   slice(from: number, end: number): Int32Array {
     return this.ids.slice(from, Math.min(end, this.count));

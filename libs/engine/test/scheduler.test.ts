@@ -73,46 +73,114 @@ describe('Scheduler (continuous batching over the real graph)', () => {
     expect(text).not.toContain(stop);
   });
 
-  it('seeded sampling is reproducible and a resumed sequence continues identically', async () => {
-    const model = await tinyModel();
+  describe('a resumed sequence continues bit for bit', () => {
+    const prompt = 'Sampling a long continuation';
     const sampling = { ...greedy, temperature: 0.9, topP: 0.95, seed: 2024, frequencyPenalty: 0.2 };
-    const request = generateRequest('s', 'Sampling', { maxTokens: 24, sampling });
-    const run = await runAll(model, [
-      { ...request, checkpoint: { everyTokens: 5, everyMs: 60_000, prefillEveryTokens: 4096 } },
-    ]);
-    const again = await runAll(model, [request]);
-    const tokens = tokensOf(run.get('s'));
-    expect(tokensOf(again.get('s'))).toEqual(tokens);
-    expect(tokens).toHaveLength(24);
+    const request = generateRequest('s', prompt, { maxTokens: 48, sampling });
+    const everyFive = { everyTokens: 5, everyMs: 60_000, prefillEveryTokens: 4096 };
+    // Small prefill chunks: a replay fed as chunks would sum in another order than the
+    // uninterrupted run's one-token decode steps, and the log-probs below would differ.
+    const scheduler = { maxPrefillChunk: 7, minPrefillChunk: 3 };
 
-    // Resume from the second decode checkpoint with three more tokens already streamed after it,
-    // as a worker does after its predecessor died.
-    const checkpoints = (run.get('s') ?? []).filter(
-      (event): event is Extract<SequenceEvent, { type: 'checkpoint' }> =>
-        event.type === 'checkpoint',
-    );
-    const checkpoint = checkpoints[1];
-    if (checkpoint === undefined) throw new Error('expected at least two checkpoints');
-    const inputCount = model.tokenizer.encode('Sampling').length;
-    const generatedInState = checkpoint.absorbed - inputCount;
-    const streamed = tokens.slice(0, generatedInState + 3);
-    const resumed = await runAll(model, [request], {
-      starts: new Map([
-        [
-          's',
-          {
-            state: checkpoint.state,
-            position: checkpoint.position,
-            skip: checkpoint.absorbed,
-            replay: streamed,
-          },
-        ],
-      ]),
+    /** Token ids with their log-probs: equal log-probs mean equal logits, hence equal states. */
+    function tokenEvents(events: readonly SequenceEvent[] | undefined) {
+      return (events ?? []).flatMap((event) =>
+        event.type === 'token'
+          ? [{ index: event.index, token: event.token, logprob: event.logprob }]
+          : [],
+      );
+    }
+
+    async function uninterrupted(model: TestModel) {
+      const run = await runAll(model, [{ ...request, checkpoint: everyFive }], { scheduler });
+      const checkpoints = (run.get('s') ?? []).filter(
+        (event): event is Extract<SequenceEvent, { type: 'checkpoint' }> =>
+          event.type === 'checkpoint',
+      );
+      const order = (run.get('s') ?? []).map((event) => event.type);
+      return { events: tokenEvents(run.get('s')), checkpoints, order };
+    }
+
+    it('is reproducible, and resumes from a decode checkpoint with tokens streamed after it', async () => {
+      const model = await tinyModel();
+      const first = await uninterrupted(model);
+      const again = await runAll(model, [request], { scheduler });
+      expect(tokenEvents(again.get('s'))).toEqual(first.events);
+      expect(first.events).toHaveLength(48);
+
+      // The second decode checkpoint, with three more tokens streamed after it, as a worker
+      // finds them after its predecessor died.
+      const checkpoint = first.checkpoints[1];
+      if (checkpoint === undefined) throw new Error('expected at least two checkpoints');
+      const inputCount = model.tokenizer.encode(prompt).length;
+      const streamed = first.events
+        .slice(0, checkpoint.absorbed - inputCount + 3)
+        .map((event) => event.token);
+      const resumed = await runAll(model, [request], {
+        scheduler,
+        starts: new Map([
+          [
+            's',
+            {
+              state: checkpoint.state,
+              position: checkpoint.position,
+              skip: checkpoint.absorbed,
+              replay: streamed,
+            },
+          ],
+        ]),
+      });
+      expect(tokenEvents(resumed.get('s'))).toEqual(first.events.slice(streamed.length));
     });
-    const continued = tokensOf(resumed.get('s'));
-    expect([...streamed, ...continued]).toEqual(tokens);
-    expect((resumed.get('s') ?? []).find((event) => event.type === 'token')).toMatchObject({
-      index: streamed.length,
+
+    it('resumes without a checkpoint by replaying the whole stream', async () => {
+      const model = await tinyModel();
+      const first = await uninterrupted(model);
+      const streamed = first.events.slice(0, 30).map((event) => event.token);
+      const resumed = await runAll(model, [request], {
+        scheduler,
+        starts: new Map([['s', { position: 0, skip: 0, replay: streamed }]]),
+      });
+      expect(tokenEvents(resumed.get('s'))).toEqual(first.events.slice(30));
+    });
+
+    it('checkpoints a prompt chunked by load before its first token, and resumes from there exactly while other sequences decode', async () => {
+      const model = await tinyModel();
+      const first = await uninterrupted(model);
+      const inputCount = model.tokenizer.encode(prompt).length;
+      const atPromptEnd = first.checkpoints[0];
+      expect(atPromptEnd?.absorbed).toBe(inputCount);
+      expect(first.order.indexOf('checkpoint')).toBeLessThan(first.order.indexOf('token'));
+      if (atPromptEnd === undefined) throw new Error('expected a checkpoint at the prompt end');
+      // Under load the same prompt is chunked by the prefill budget instead: replaying it from
+      // the start would not give the same bits, the checkpoint does.
+      const streamed = first.events.slice(0, 20).map((event) => event.token);
+      const others = prompts.map((text, index) =>
+        generateRequest(`o${index}`, text, { maxTokens: 40, sampling }),
+      );
+      const resumed = await runAll(model, [...others, request], {
+        scheduler,
+        starts: new Map([
+          [
+            's',
+            {
+              state: atPromptEnd.state,
+              position: atPromptEnd.position,
+              skip: atPromptEnd.absorbed,
+              replay: streamed,
+            },
+          ],
+        ]),
+      });
+      expect(tokenEvents(resumed.get('s'))).toEqual(first.events.slice(20));
+    });
+
+    it('takes no prompt-end checkpoint when any engine would chunk the prompt alike', async () => {
+      const model = await tinyModel();
+      const short = generateRequest('short', 'Hi', { maxTokens: 4, sampling });
+      const events = await runAll(model, [{ ...short, checkpoint: everyFive }], { scheduler });
+      expect(tokensOf(events.get('short'))).toHaveLength(4);
+      expect((events.get('short') ?? []).some((event) => event.type === 'checkpoint')).toBe(false);
     });
   });
 

@@ -73,15 +73,20 @@ function emitLastLogits(
   );
   const logits32 = toFloat32(ctx, logits);
   g.output(GraphOutput.Logits, logits32, TensorDataType.Float, ['batch', ctx.config.vocabSize]);
-  // max + log(sum(exp(logits - max))): stable however large the logits.
+  // max + log(sum(exp(logits - max))): stable however large the logits. The sum is a product
+  // with a column of ones: a row's sum then comes out the same bits wherever the row sits in the
+  // batch (ReduceSum's vectorized loop splits a row by its memory alignment, which moves with
+  // the row's index when the vocabulary is not a multiple of the vector width).
   const rowMax = g.op('ReduceMax', [logits32, g.int64([1])], { keepdims: 1 });
+  const ones = g.floatInitializer(
+    'logits_row_sum_ones',
+    [ctx.config.vocabSize, 1],
+    new Float32Array(ctx.config.vocabSize).fill(1),
+    TensorDataType.Float,
+  );
   const logNormaliser = g.op('Add', [
     rowMax,
-    g.op('Log', [
-      g.op('ReduceSum', [g.op('Exp', [g.op('Sub', [logits32, rowMax])]), g.int64([1])], {
-        keepdims: 1,
-      }),
-    ]),
+    g.op('Log', [g.op('MatMul', [g.op('Exp', [g.op('Sub', [logits32, rowMax])]), ones])]),
   ]);
   g.output(
     GraphOutput.LogitsLogNormaliser,
