@@ -4,6 +4,7 @@
  * from the same context (llama.cpp erases the decoded tokens again; ours restarts from a copy of
  * the rung's state). Then the aggregate of N concurrent sequences at one context, alternating too.
  */
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   encodedBytes,
@@ -89,7 +90,7 @@ export async function measureEntry(
     };
   }
   try {
-    await ladder(engines, preset, config, entry, settings, result, log);
+    await ladder(engines, dir, preset, config, entry, settings, result, log);
   } finally {
     await engines.llama?.model.dispose();
     await engines.ours?.engine.release();
@@ -99,6 +100,8 @@ export async function measureEntry(
 
 async function ladder(
   engines: Engines,
+  /** Where llama.cpp's shared KV caches are kept (--share-llama-prefill). */
+  dir: string,
   preset: string,
   config: ModelConfig,
   entry: PrecisionEntry,
@@ -117,6 +120,8 @@ async function ladder(
     context: LlamaContext;
     sequence: LlamaContextSequence;
     ms: number;
+    /** Whether every rung so far was prefilled here (not loaded): its prefill rows are real. */
+    prefilledAll: boolean;
   }[] = [];
   const threadCounts = [
     settings.threads,
@@ -131,6 +136,7 @@ async function ladder(
       context,
       sequence: context.getSequence(),
       ms: 0,
+      prefilledAll: true,
     });
   }
   const stateFloats = engines.ours?.engine.scheduler.stateFloats ?? 0;
@@ -142,9 +148,16 @@ async function ladder(
   for (const context of settings.contexts) {
     const segment = ids.slice(position, context);
     for (const run of llamaRuns) {
+      const shared = join(dir, `${preset}-${context}.kv`);
+      if (settings.shareLlamaPrefill && existsSync(shared)) {
+        await run.sequence.loadStateFromFile(shared, { acceptRisk: true });
+        run.prefilledAll = false;
+        continue;
+      }
       const started = performance.now();
       await llamaPrefill(run.sequence, segment);
       run.ms += performance.now() - started;
+      if (settings.shareLlamaPrefill) await run.sequence.saveStateToFile(shared);
     }
     if (engines.ours !== undefined) {
       const started = performance.now();
@@ -154,7 +167,7 @@ async function ladder(
     }
     position = context;
     for (const [engine, ms] of [
-      ...llamaRuns.map((run) => [run.engine, run.ms] as const),
+      ...llamaRuns.filter((run) => run.prefilledAll).map((run) => [run.engine, run.ms] as const),
       ...(engines.ours === undefined ? [] : [['dijiang (ours)', ourPrefillMs] as const]),
     ]) {
       result.prefill.push({

@@ -43,6 +43,31 @@ function ratioTarget(
   return { name, value, target, met: value >= target, note: '' };
 }
 
+/**
+ * llama.cpp's faster row at a point: the shared thread count or the control at fewer threads.
+ * On a busy machine ggml's spinning barriers can cost it more at 2 threads than the second
+ * thread gains; a target is only met against the peer at its best.
+ */
+function bestLlama(
+  rows: readonly DecodeRow[],
+  model: string,
+  precision: string,
+  context: number,
+  sequences: number,
+): number | undefined {
+  const rates = rows
+    .filter(
+      (row) =>
+        row.engine.startsWith('llama.cpp') &&
+        row.model === model &&
+        row.precision === precision &&
+        row.context === context &&
+        row.sequences === sequences,
+    )
+    .map((row) => row.tokensPerSecond);
+  return rates.length === 0 ? undefined : Math.max(...rates);
+}
+
 /** The targets for every model and precision row the run measured on both engines. */
 export function targets(
   rows: readonly DecodeRow[],
@@ -54,28 +79,30 @@ export function targets(
   const list: Target[] = [];
   for (const model of models) {
     for (const precision of precisions) {
-      const at = (engine: DecodeRow['engine'], context: number, sequences = 1) =>
-        decodeAt(rows, engine, model, precision, context, sequences);
+      const ours = (context: number, sequences = 1) =>
+        decodeAt(rows, 'dijiang (ours)', model, precision, context, sequences);
+      const theirs = (context: number, sequences = 1) =>
+        bestLlama(rows, model, precision, context, sequences);
       const label = `${model} ${precision}`;
       list.push(
         ratioTarget(
-          `${label}: B=1 decode at 2048, ours / llama.cpp`,
-          at('dijiang (ours)', 2048),
-          at('llama.cpp', 2048),
+          `${label}: B=1 decode at 2048, ours / llama.cpp's faster thread count`,
+          ours(2048),
+          theirs(2048),
           1,
           'context 2048 not measured on both engines',
         ),
         ratioTarget(
-          `${label}: B=1 decode at 65536, ours / llama.cpp`,
-          at('dijiang (ours)', 65536),
-          at('llama.cpp', 65536),
+          `${label}: B=1 decode at 65536, ours / llama.cpp's faster thread count`,
+          ours(65536),
+          theirs(65536),
           10,
           'context 65536 not measured on both engines in this run',
         ),
         ratioTarget(
           `${label}: ${concurrent} concurrent sequences at ${concurrentContext}, aggregate ours / llama.cpp`,
-          at('dijiang (ours)', concurrentContext, concurrent),
-          at('llama.cpp', concurrentContext, concurrent),
+          ours(concurrentContext, concurrent),
+          theirs(concurrentContext, concurrent),
           1,
           concurrentContext === 2048 ? 'not measured on both engines' : 'the target is at 2048',
         ),

@@ -44,6 +44,10 @@ export interface PeersSettings {
   concurrentContext: number;
   /** Also run llama.cpp's B=1 ladder at this thread count (0: not); see --help. */
   llamaControlThreads: number;
+  /** llama.cpp prefills each rung once per model shape; the other contexts load its KV cache. */
+  shareLlamaPrefill: boolean;
+  /** Results go to bench/results/<name>.{json,md} and <name>-decode.svg. */
+  resultsName: string;
 }
 
 /**
@@ -66,7 +70,14 @@ const HELP = `npm run bench -- peers [options]
   --concurrent N             concurrent sequences of the aggregate measurement; 0 skips it (default 32)
   --concurrent-context N     their context (default 2048)
   --llama-control-threads N  also measure llama.cpp's B=1 ladder at N threads, a control for a
-                             busy machine where ggml's spinning barriers stall (default 0: off)`;
+                             busy machine where ggml's spinning barriers stall (default 0: off)  --share-llama-prefill 0|1  llama.cpp prefills each rung once per model shape (the first weight
+                             row, at --threads) and its other contexts (weight rows, the thread
+                             control) load that KV cache from a state file instead: a decode
+                             step's cost does not depend on the cache's values, and the quadratic
+                             prefill to 64k takes ~26 min per context on 2 cores. Their prefill
+                             rows are then reported once. (default 0)
+  --results NAME             write bench/results/NAME.{json,md} and NAME-decode.svg (default peers)
+`;
 
 function list(value: string, name: string): number[] {
   const numbers = value.split(',').map(Number);
@@ -97,6 +108,8 @@ export function parsePeersSettings(argv: readonly string[]): PeersSettings {
     'concurrent',
     'concurrent-context',
     'llama-control-threads',
+    'share-llama-prefill',
+    'results',
   ];
   const unknown = [...options.keys()].filter((name) => !known.includes(name));
   if (unknown.length > 0) throw new Error(`unknown option --${unknown.join(', --')}\n${HELP}`);
@@ -107,6 +120,11 @@ export function parsePeersSettings(argv: readonly string[]): PeersSettings {
       throw new Error(`--${name} must be an integer >= ${min}, got ${value}`);
     }
     return parsed;
+  };
+  const flag = (name: string): boolean => {
+    const value = options.get(name) ?? '0';
+    if (value !== '0' && value !== '1') throw new Error(`--${name} takes 0 or 1, got ${value}`);
+    return value === '1';
   };
   const models = (options.get('models') ?? 'pythia-70m,pythia-160m').split(',');
   const badModel = models.find((model) => !isPresetName(model));
@@ -137,5 +155,16 @@ export function parsePeersSettings(argv: readonly string[]): PeersSettings {
     concurrent: number('concurrent', 32, 0),
     concurrentContext: number('concurrent-context', 2048, 1),
     llamaControlThreads: number('llama-control-threads', 0, 0),
+    shareLlamaPrefill: flag('share-llama-prefill'),
+    resultsName: resultsName(options.get('results') ?? 'peers'),
   };
+}
+
+function resultsName(name: string): string {
+  if (!/^[a-z0-9][a-z0-9-]*$/.test(name)) {
+    throw new Error(
+      `--results takes a file name of lowercase letters, digits and '-', got ${name}`,
+    );
+  }
+  return name;
 }

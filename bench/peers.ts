@@ -107,6 +107,12 @@ const markdown = [
   '',
   "llama.cpp runs each preset's softmax baseline (GPT-NeoX, the same seeded weights) from a GGUF file written by `model export-gguf`'s writer, with its default float16 KV cache; ours runs the DiJiang bundle of the same preset with fp32 weights and state through the engine's scheduler. Each sequence is prefilled once up the context ladder; every decode round starts from the same context (llama.cpp erases the decoded tokens, ours restarts from a copy of the state).",
   '',
+  ...(settings.shareLlamaPrefill
+    ? [
+        "With `--share-llama-prefill 1`, llama.cpp prefilled each rung once per model (its first weight row, at the shared thread count) and saved the sequence's KV cache to a state file; its other contexts (the other weight rows, the thread control) loaded that file instead of prefilling (node-llama-cpp's `saveStateToFile` / `loadStateFromFile`; same shapes, the same float16 cache). A decode step reads every cached key and value whatever their values, so its cost is that of a cache its own weights had filled; llama.cpp's prefill rows are reported only for the context that ran it.",
+        '',
+      ]
+    : []),
   '## Check before timing: llama.cpp against the float64 oracle',
   '',
   ...json.checks.map(
@@ -147,7 +153,8 @@ const markdown = [
   '',
 ].join('\n');
 await mkdir('bench/results', { recursive: true });
-await writeFile('bench/results/peers.json', `${JSON.stringify(json, null, 2)}\n`);
-await writeFile('bench/results/peers.md', markdown);
-await writeFile('bench/results/peers-decode.svg', decodePlot(decode));
+const resultsPath = `bench/results/${settings.resultsName}`;
+await writeFile(`${resultsPath}.json`, `${JSON.stringify(json, null, 2)}\n`);
+await writeFile(`${resultsPath}.md`, markdown);
+await writeFile(`${resultsPath}-decode.svg`, decodePlot(decode));
 process.stdout.write(`${markdown}\n`);
