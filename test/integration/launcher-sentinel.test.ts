@@ -79,7 +79,7 @@ describe('dijiang up --redis-sentinel', () => {
     dataDir = /data in (\S+)\)/.exec(output())?.[1] ?? '';
   }, 90_000);
   afterAll(() => {
-    launcher?.killAll();
+    launcher?.cleanUp();
   });
 
   it('says it runs with Sentinel and lists three sentinels, each monitoring the primary', async () => {

@@ -24,7 +24,7 @@ describe('dijiang up', () => {
     children = launcher.children;
   });
   afterAll(() => {
-    launcher?.killAll();
+    launcher?.cleanUp();
   });
 
   it('converts the committed default model when MODEL_DIR has none, and serves it', async () => {

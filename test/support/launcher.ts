@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,8 +29,11 @@ export interface RunningLauncher {
   readonly exited: Promise<number | null>;
   /** Its child processes once the cluster was up. */
   readonly children: readonly number[];
-  /** SIGKILLs the launcher and every child still alive (the end of a test, whatever happened). */
-  killAll(): void;
+  /**
+   * SIGKILLs the launcher and every child still alive and removes its DATA_DIR and MODEL_DIR (the
+   * end of a test, whatever happened).
+   */
+  cleanUp(): void;
 }
 
 /**
@@ -43,12 +46,14 @@ export async function startLauncher(
   env: NodeJS.ProcessEnv = {},
   timeoutMs = 30_000,
 ): Promise<RunningLauncher> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'dijiang-up-'));
+  const modelsRoot = mkdtempSync(join(tmpdir(), 'dijiang-up-models-'));
   const launcher = spawn(process.execPath, [cli, 'up', ...args], {
     env: {
       ...process.env,
       PORT: String(port),
-      DATA_DIR: mkdtempSync(join(tmpdir(), 'dijiang-up-')),
-      MODEL_DIR: join(mkdtempSync(join(tmpdir(), 'dijiang-up-models-')), 'models'),
+      DATA_DIR: dataDir,
+      MODEL_DIR: join(modelsRoot, 'models'),
       REDIS_URL: '',
       ...env,
     },
@@ -59,9 +64,10 @@ export async function startLauncher(
   launcher.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   launcher.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
   let children: number[] = [];
-  const killAll = (): void => {
+  const cleanUp = (): void => {
     for (const pid of [...children, launcher.pid ?? 0])
       if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+    for (const dir of [dataDir, modelsRoot]) rmSync(dir, { recursive: true, force: true });
   };
   try {
     await waitFor(() => output.includes('cluster up:'), {
@@ -70,9 +76,9 @@ export async function startLauncher(
     });
   } catch (error) {
     children = childrenOf(launcher.pid ?? 0);
-    killAll();
+    cleanUp();
     throw new Error(`${String(error)}; it wrote:\n${output}`, { cause: error });
   }
   children = childrenOf(launcher.pid ?? 0);
-  return { process: launcher, output: () => output, exited, children, killAll };
+  return { process: launcher, output: () => output, exited, children, cleanUp };
 }
