@@ -1,73 +1,34 @@
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, isLogMessage } from '#processes';
 import { DEFAULT_MODEL_CHECKPOINT, DEFAULT_MODEL_ID } from '#model';
 import { englishWordShare } from '#testing';
+import { cli, isAlive, startLauncher, type RunningLauncher } from '../support/launcher.js';
 import { waitFor } from '../support/wait.js';
-
-const cli = fileURLToPath(new URL('../../bin/dijiang.js', import.meta.url));
 
 interface Readiness {
   workers: { live: number; list: { pid: number }[] };
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function childrenOf(pid: number): number[] {
-  const result = spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' });
-  return result.stdout.split('\n').filter(Boolean).map(Number);
-}
-
 /** `dijiang up` (what `npm start` runs), as a user runs it: managed Redis, gateway, 2 workers. */
 describe('dijiang up', () => {
   let port: number;
-  let launcher: ReturnType<typeof spawn>;
-  let output = '';
-  let exited: Promise<number | null>;
-  let children: number[] = [];
+  let launcher: RunningLauncher | undefined;
+  let children: readonly number[] = [];
+  const output = (): string => launcher?.output() ?? '';
   const url = (path: string): string => `http://127.0.0.1:${port}${path}`;
 
   beforeAll(async () => {
     port = await freePort();
-    launcher = spawn(process.execPath, [cli, 'up'], {
-      env: {
-        ...process.env,
-        PORT: String(port),
-        WORKERS: '2',
-        DATA_DIR: mkdtempSync(join(tmpdir(), 'dijiang-up-')),
-        MODEL_DIR: join(mkdtempSync(join(tmpdir(), 'dijiang-up-models-')), 'models'),
-        WORKER_TTL_MS: '3000',
-        REDIS_URL: '',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    exited = new Promise((resolve) => launcher.once('exit', resolve));
-    launcher.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    launcher.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    await waitFor(() => output.includes('cluster up:'), {
-      timeoutMs: 30_000,
-      message: 'the launcher to report the cluster up',
-    });
-    children = childrenOf(launcher.pid ?? 0);
+    launcher = await startLauncher([], port, { WORKERS: '2', WORKER_TTL_MS: '3000' });
+    children = launcher.children;
   });
   afterAll(() => {
-    for (const pid of [...children, launcher.pid ?? 0])
-      if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+    launcher?.cleanUp();
   });
 
   it('converts the committed default model when MODEL_DIR has none, and serves it', async () => {
-    expect(output).toContain(`converting the default model ${DEFAULT_MODEL_CHECKPOINT}`);
+    expect(output()).toContain(`converting the default model ${DEFAULT_MODEL_CHECKPOINT}`);
     const body = (await (await fetch(url('/health/ready'))).json()) as {
       workers: { list: { models: string[] }[] };
     };
@@ -78,13 +39,20 @@ describe('dijiang up', () => {
   });
 
   it('prints the URL and an example request', () => {
-    expect(output).toContain(`gateway http://127.0.0.1:${port}`);
-    expect(output).toContain(`curl http://127.0.0.1:${port}/health/ready`);
-    expect(output).toMatch(/API key {2}sk-local-[0-9a-f]{32} \(for this run: API_KEYS is unset\)/);
-    expect(output).toContain(`console  http://127.0.0.1:${port}/`);
-    expect(output).toContain(`model    ${DEFAULT_MODEL_ID}`);
-    expect(output).toContain(`curl http://127.0.0.1:${port}/v1/completions`);
-    expect(output.split('\n').some((line) => isLogMessage(line, 'gateway listening'))).toBe(true);
+    expect(output()).toContain(`gateway http://127.0.0.1:${port}`);
+    expect(output()).toContain(`curl http://127.0.0.1:${port}/health/ready`);
+    expect(output()).toMatch(
+      /API key {2}sk-local-[0-9a-f]{32} \(for this run: API_KEYS is unset\)/,
+    );
+    expect(output()).toContain(`console  http://127.0.0.1:${port}/`);
+    expect(output()).toContain(`model    ${DEFAULT_MODEL_ID}`);
+    expect(output()).toMatch(/ {2}redis {4}redis:\/\/127\.0\.0\.1:\d+ \(managed; data in /);
+    expect(output()).toContain(`curl http://127.0.0.1:${port}/v1/completions`);
+    expect(
+      output()
+        .split('\n')
+        .some((line) => isLogMessage(line, 'gateway listening')),
+    ).toBe(true);
   });
 
   it('runs a managed redis-server, the gateway and 2 workers as its children', async () => {
@@ -97,8 +65,8 @@ describe('dijiang up', () => {
   });
 
   it('answers the printed example request with the printed key, in English words', async () => {
-    const key = /API key {2}(\S+)/.exec(output)?.[1] ?? '';
-    const example = /curl \S+\/v1\/completions .* -d '(\{.*\})'/.exec(output)?.[1] ?? '{}';
+    const key = /API key {2}(\S+)/.exec(output())?.[1] ?? '';
+    const example = /curl \S+\/v1\/completions .* -d '(\{.*\})'/.exec(output())?.[1] ?? '{}';
     const response = await fetch(url('/v1/completions'), {
       method: 'POST',
       headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
@@ -139,13 +107,13 @@ describe('dijiang up', () => {
         ((await (await fetch(url('/health/ready'))).json()) as Readiness).workers.live === 1,
       { timeoutMs: 10_000, message: 'the killed worker to leave /health/ready' },
     );
-    expect(output).toContain(`(pid ${victim}) exited unexpectedly: signal SIGKILL`);
+    expect(output()).toContain(`(pid ${victim}) exited unexpectedly: signal SIGKILL`);
   });
 
   it('stops every child on SIGINT (Ctrl-C) and exits 0', async () => {
-    launcher.kill('SIGINT');
-    expect(await exited).toBe(0);
-    expect(output).toContain('all stopped');
+    launcher?.process.kill('SIGINT');
+    expect(await launcher?.exited).toBe(0);
+    expect(output()).toContain('all stopped');
     for (const pid of children) expect(isAlive(pid), `pid ${pid} still running`).toBe(false);
   });
 });

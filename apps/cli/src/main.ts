@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { bootOrExit } from '#processes';
 import { registerModelCommands } from './model-commands.js';
 import { registerRunCommands } from './run-commands.js';
-import { runUp } from './up.js';
+import { runUp, type UpOptions } from './up.js';
 
 const program = new Command('dijiang')
   .description('DiJiang inference cluster: models, local cluster, batch jobs')
@@ -15,7 +15,12 @@ program
       'REDIS_CLUSTER_NODES is set), the gateway and WORKERS worker processes. Ctrl-C stops ' +
       'everything.',
   )
-  .action(runUp);
+  .option(
+    '--redis-sentinel',
+    'make the managed Redis a primary, a replica and three sentinels, and run the gateway and ' +
+      'workers in Sentinel mode (as MANAGED_REDIS=sentinel)',
+  )
+  .action((options: UpOptions) => runUp(options));
 
 registerModelCommands(program);
 registerRunCommands(program);

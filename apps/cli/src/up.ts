@@ -10,17 +10,21 @@ import {
   DEFAULT_MODEL_ID,
 } from '#model';
 import { launcherEnvSchema, loadConfig, redisTargetOf } from '#config';
-import { isPrettyLogFormat, prettyLogLines } from '#cluster';
+import { describeRedisTarget, isPrettyLogFormat, prettyLogLines } from '#cluster';
 import {
-  freePort,
   isLogMessage,
   isPortInUse,
   ReadyMessage,
   spawnService,
   withEngineMallocTuning,
-  startRedisServer,
   type ServiceProcess,
 } from '#processes';
+import { startManagedRedis, type ManagedRedis } from './managed-redis.js';
+
+export interface UpOptions {
+  /** `--redis-sentinel`: the managed Redis is a Sentinel set (as `MANAGED_REDIS=sentinel`). */
+  redisSentinel?: boolean;
+}
 
 /**
  * `dijiang up` (what `npm start` runs): the whole cluster on one machine. Children run in their
@@ -28,8 +32,11 @@ import {
  * workers first (they hand their work back), then the gateway, then the managed Redis — instead
  * of everything dying at once. Node children also exit if this launcher dies (IPC channel).
  */
-export async function runUp(): Promise<void> {
-  const env = loadConfig(launcherEnvSchema);
+export async function runUp(options: UpOptions = {}): Promise<void> {
+  const env = loadConfig(
+    launcherEnvSchema,
+    options.redisSentinel === true ? { ...process.env, MANAGED_REDIS: 'sentinel' } : process.env,
+  );
   const displayHost = env.HOST.includes(':') ? `[${env.HOST}]` : env.HOST;
   const url = `http://${displayHost}:${env.PORT}`;
   if (await isPortInUse(env.PORT, env.HOST)) {
@@ -48,13 +55,14 @@ export async function runUp(): Promise<void> {
   const usesOwnKeys = configuredKeys !== undefined || (process.env.API_KEYS_FILE ?? '') !== '';
   const localKey = usesOwnKeys ? undefined : `sk-local-${randomBytes(16).toString('hex')}`;
   const services: ServiceProcess[] = [];
+  let managedRedis: ManagedRedis | undefined;
   let stopping = false;
   const stopAll = async (): Promise<void> => {
     stopping = true;
     const byRole = (role: string) => services.filter((service) => service.name.startsWith(role));
     await Promise.all(byRole('worker').map((service) => service.stop('SIGTERM', 15_000)));
     await Promise.all(byRole('gateway').map((service) => service.stop('SIGTERM', 10_000)));
-    await Promise.all(byRole('redis').map((service) => service.stop('SIGTERM', 10_000)));
+    await managedRedis?.stop();
   };
   // Children always log JSON to this launcher (their readiness is a JSON line); on a terminal,
   // or with LOG_FORMAT=pretty, the launcher shows them as human lines.
@@ -66,23 +74,19 @@ export async function runUp(): Promise<void> {
     (stream === 'stdout' ? process.stdout : process.stderr).write(`${shown}\n`);
   };
 
+  let redisDescription: string;
   try {
     // REDIS_URL, or the sentinel or cluster variables, reach every child through its environment.
-    let redisUrl = env.REDIS_URL;
-    if (redisTargetOf(env) === undefined) {
-      const redis = await startRedisServer({
-        port: await freePort(),
-        dir: resolve(env.DATA_DIR, 'redis'),
-        appendOnly: true,
-        detached: true,
-      });
-      services.push({ ...redis, name: 'redis' });
-      redisUrl = redis.url;
-      log(`managed redis-server on ${redis.url} (pid ${redis.pid}, data in ${env.DATA_DIR}/redis)`);
+    const givenRedis = redisTargetOf(env);
+    if (givenRedis === undefined) {
+      managedRedis = await startManagedRedis(env.MANAGED_REDIS, env.DATA_DIR, log);
+      redisDescription = managedRedis.description;
+    } else {
+      redisDescription = describeRedisTarget(givenRedis);
     }
     const childEnv = {
       ...process.env,
-      REDIS_URL: redisUrl,
+      ...managedRedis?.env,
       LOG_LEVEL: env.LOG_LEVEL,
       LOG_FORMAT: 'json',
       MODEL_DIR: modelDir,
@@ -120,19 +124,25 @@ export async function runUp(): Promise<void> {
     throw error;
   }
 
-  for (const service of services) {
+  const redisServices = managedRedis?.services ?? [];
+  const survivesRedisLoss = managedRedis?.survivesOneLoss ?? false;
+  for (const service of [...services, ...redisServices]) {
     void service.exited.then((exit) => {
       if (stopping) return;
       log(`${service.name} (pid ${service.pid}) exited unexpectedly: ${describeExit(exit)}`);
-      if (!service.name.startsWith('worker')) {
+      const redisPart = redisServices.includes(service);
+      if (!service.name.startsWith('worker') && !(redisPart && survivesRedisLoss)) {
         // Without the gateway or Redis the cluster is useless: stop the rest and fail.
         void stopAll().then(() => process.exit(1));
       }
     });
   }
 
-  log(`cluster up: gateway ${url}, ${env.WORKERS} worker(s). Ctrl-C stops everything.`);
-  process.stdout.write(banner(url, localKey, modelId));
+  log(
+    `cluster up: gateway ${url}, ${env.WORKERS} worker(s), Redis ${redisDescription}. ` +
+      'Ctrl-C stops everything.',
+  );
+  process.stdout.write(banner(url, localKey, modelId, redisDescription));
 
   await new Promise<void>((resolveStopped) => {
     const onSignal = (signal: NodeJS.Signals): void => {
@@ -186,7 +196,12 @@ async function ensureDefaultModel(
  * the model and a request to paste. The same text whatever the log format, so that scripts and
  * people read the same figures.
  */
-function banner(url: string, localKey: string | undefined, modelId: string): string {
+function banner(
+  url: string,
+  localKey: string | undefined,
+  modelId: string,
+  redisDescription: string,
+): string {
   const key = localKey ?? '<one of your API_KEYS>';
   const rows: [string, string][] = [
     ['URL', `${url}/v1 (OpenAI API; reference at ${url}/docs)`],
@@ -198,6 +213,7 @@ function banner(url: string, localKey: string | undefined, modelId: string): str
         : `${localKey} (for this run: API_KEYS is unset)`,
     ],
     ['model', modelId],
+    ['redis', redisDescription],
     [
       'try',
       `curl ${url}/v1/completions -H "Authorization: Bearer ${key}" ` +

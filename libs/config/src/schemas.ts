@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { DEVICE_NAMES, ENGINE_DEFAULTS } from '#engine';
-import { checkRedisMode, redisShape } from './redis-target.js';
+import { checkRedisMode, redisShape, redisTargetOf } from './redis-target.js';
 
 const integer = (min: number, max: number) =>
   z
@@ -171,6 +171,9 @@ export const workerEnvSchema = z
     checkRedisMode(env, ctx);
   });
 
+export const MANAGED_REDIS_SHAPES = ['single', 'sentinel'] as const;
+export type ManagedRedisShape = (typeof MANAGED_REDIS_SHAPES)[number];
+
 /** `dijiang up` / `npm start`: the local cluster on one machine. */
 export const launcherEnvSchema = z
   .object({
@@ -186,6 +189,15 @@ export const launcherEnvSchema = z
     WORKERS: integer(0, 256).default(2),
     /** Model bundles for the workers; the default model is built here if none. @defaultValue models */
     MODEL_DIR: z.string().min(1).default('models'),
+    /**
+     * The shape of the managed Redis: `single`, one redis-server (data in `DATA_DIR/redis`), or
+     * `sentinel`, a primary, a replica and three sentinels, with the processes in Sentinel mode
+     * (data in `DATA_DIR/redis-sentinel`); `dijiang up --redis-sentinel` sets `sentinel`.
+     * @defaultValue `single`
+     */
+    MANAGED_REDIS: z
+      .enum(MANAGED_REDIS_SHAPES, { error: `expected one of ${MANAGED_REDIS_SHAPES.join(', ')}` })
+      .default('single'),
     /** Where the managed Redis keeps its data. @defaultValue `.data` */
     DATA_DIR: z.string().min(1).default('.data'),
     LOG_LEVEL: logLevel,
@@ -193,4 +205,14 @@ export const launcherEnvSchema = z
   })
   .superRefine((env, ctx) => {
     checkRedisMode(env, ctx, true);
+    // Silently running against the given Redis instead would hide that no sentinel was started.
+    if (env.MANAGED_REDIS === 'sentinel' && redisTargetOf(env) !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['MANAGED_REDIS'],
+        message:
+          'a managed Sentinel set is started only when none of REDIS_URL, REDIS_SENTINELS, ' +
+          'REDIS_CLUSTER_NODES is set: unset them, or leave out MANAGED_REDIS / --redis-sentinel',
+      });
+    }
   });

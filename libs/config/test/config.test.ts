@@ -220,5 +220,20 @@ describe('environment validation', () => {
         problemsOf(() => loadConfig(launcherEnvSchema, { REDIS_CLUSTER_NODES: 'a:1' })),
       ).toEqual([expect.stringMatching(/^QUEUE_PREFIX: Redis Cluster needs a hash-tagged prefix/)]);
     });
+
+    it('starts a managed Sentinel set only when no Redis is given', () => {
+      expect(loadConfig(launcherEnvSchema, {}).MANAGED_REDIS).toBe('single');
+      expect(loadConfig(launcherEnvSchema, { MANAGED_REDIS: 'sentinel' }).MANAGED_REDIS).toBe(
+        'sentinel',
+      );
+      expect(
+        problemsOf(() =>
+          loadConfig(launcherEnvSchema, { MANAGED_REDIS: 'sentinel', REDIS_URL: 'redis://r:1' }),
+        ),
+      ).toEqual([expect.stringMatching(/^MANAGED_REDIS: a managed Sentinel set is started only/)]);
+      expect(problemsOf(() => loadConfig(launcherEnvSchema, { MANAGED_REDIS: 'cluster' }))).toEqual(
+        [expect.stringMatching(/^MANAGED_REDIS: expected one of single, sentinel/)],
+      );
+    });
   });
 });

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -7,11 +7,9 @@ import type { RedisTarget } from '#config';
 import {
   findRedisServer,
   freePort,
-  REDIS_SERVER_MISSING,
-  spawnService,
+  RedisSentinelSet,
   startRedisServer,
   type RedisServer,
-  type ServiceProcess,
 } from '#processes';
 
 /**
@@ -31,87 +29,45 @@ export interface RedisEndpoint {
 export const SENTINEL_MASTER_NAME = 'dijiang-test';
 
 /**
- * Sentinel settings: the primary counts as down 1 s after its last answer (production keeps the
- * default 30 s against false failovers), two of three sentinels must agree, and a failover is
+ * A primary, one replica and three sentinels (libs/processes' {@link RedisSentinelSet}) in a
+ * private temporary dir. The primary counts as down 1 s after its last answer (`dijiang up`
+ * waits 5 s, production keeps the default 30 s against false failovers), and a failover is
  * retried after 4 s if it stalls.
  */
-function sentinelConfig(port: number, dir: string, primaryPort: number): string {
-  return [
-    `port ${port}`,
-    'bind 127.0.0.1',
-    `dir ${dir}`,
-    `sentinel monitor ${SENTINEL_MASTER_NAME} 127.0.0.1 ${primaryPort} 2`,
-    `sentinel down-after-milliseconds ${SENTINEL_MASTER_NAME} 1000`,
-    `sentinel failover-timeout ${SENTINEL_MASTER_NAME} 4000`,
-    `sentinel parallel-syncs ${SENTINEL_MASTER_NAME} 1`,
-    '',
-  ].join('\n');
-}
-
-/** A primary, one replica and three sentinels. */
 export class TestSentinels implements RedisEndpoint {
   private constructor(
-    readonly primary: RedisServer,
-    readonly replica: RedisServer,
-    readonly sentinels: readonly ServiceProcess[],
-    readonly sentinelPorts: readonly number[],
+    private readonly set: RedisSentinelSet,
     private readonly dir: string,
   ) {}
 
   static async start(): Promise<TestSentinels> {
-    const binary = findRedisServer();
-    if (binary === undefined) throw new Error(REDIS_SERVER_MISSING);
     const dir = mkdtempSync(join(tmpdir(), 'dijiang-sentinel-'));
-    const started: ServiceProcess[] = [];
     try {
-      const primary = await startRedisServer({
-        port: await freePort(),
-        dir: join(dir, 'primary'),
+      const set = await RedisSentinelSet.start({
+        dir,
+        masterName: SENTINEL_MASTER_NAME,
         appendOnly: false,
+        downAfterMs: 1000,
+        failoverTimeoutMs: 4000,
       });
-      started.push(primary);
-      const replica = await startRedisServer({
-        port: await freePort(),
-        dir: join(dir, 'replica'),
-        appendOnly: false,
-        extraArgs: ['--replicaof', '127.0.0.1', String(primary.port)],
-        readyText: 'MASTER <-> REPLICA sync: Finished with success',
-      });
-      started.push(replica);
-      const sentinelPorts: number[] = [];
-      const sentinels: ServiceProcess[] = [];
-      for (let index = 0; index < 3; index += 1) {
-        const port = await freePort();
-        // A sentinel rewrites its configuration file (what it learnt), so each has its own.
-        const file = join(dir, `sentinel-${index}`, 'sentinel.conf');
-        mkdirSync(dirname(file), { recursive: true });
-        writeFileSync(file, sentinelConfig(port, dirname(file), primary.port));
-        const sentinel = await spawnService(`sentinel :${port}`, binary, [file, '--sentinel'], {
-          env: process.env,
-          isReady: (line) => line.includes('+monitor master'),
-          readyTimeoutMs: 15_000,
-        });
-        started.push(sentinel);
-        sentinels.push(sentinel);
-        sentinelPorts.push(port);
-      }
-      const set = new TestSentinels(primary, replica, sentinels, sentinelPorts, dir);
-      // A failover needs the sentinels to know the replica and each other (learnt by INFO and
-      // hello messages over the first seconds): wait until each reports both.
-      await set.waitForSentinels(
-        (master) => master['num-slaves'] === '1' && master['num-other-sentinels'] === '2',
-      );
-      return set;
+      return new TestSentinels(set, dir);
     } catch (error) {
-      await Promise.all(started.map((service) => service.stop('SIGKILL')));
       rmSync(dir, { recursive: true, force: true });
       throw error;
     }
   }
 
+  get primary(): RedisServer {
+    return this.set.primary;
+  }
+
+  get replica(): RedisServer {
+    return this.set.replica;
+  }
+
   get env(): Record<string, string> {
     return {
-      REDIS_SENTINELS: this.sentinelPorts.map((port) => `127.0.0.1:${port}`).join(','),
+      REDIS_SENTINELS: this.set.sentinelAddresses,
       REDIS_SENTINEL_NAME: SENTINEL_MASTER_NAME,
     };
   }
@@ -119,7 +75,7 @@ export class TestSentinels implements RedisEndpoint {
   get target(): RedisTarget {
     return {
       mode: 'sentinel',
-      sentinels: this.sentinelPorts.map((port) => ({ host: '127.0.0.1', port })),
+      sentinels: this.set.sentinelPorts.map((port) => ({ host: '127.0.0.1', port })),
       name: SENTINEL_MASTER_NAME,
       password: undefined,
       sentinelPassword: undefined,
@@ -131,37 +87,12 @@ export class TestSentinels implements RedisEndpoint {
     holds: (master: Record<string, string>) => boolean,
     timeoutMs = 20_000,
   ): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    let last: Record<string, string>[] = [];
-    while (Date.now() < deadline) {
-      last = await Promise.all(this.sentinelPorts.map((port) => sentinelMasterView(port)));
-      if (last.every(holds)) return;
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-    throw new Error(`sentinels did not reach the expected state: ${JSON.stringify(last)}`);
+    await this.set.waitForSentinels(holds, timeoutMs);
   }
 
   async stop(): Promise<void> {
-    await Promise.all(
-      [...this.sentinels, this.primary, this.replica].map((service) => service.stop('SIGKILL')),
-    );
+    await this.set.stop('SIGKILL');
     rmSync(this.dir, { recursive: true, force: true });
-  }
-}
-
-/** `SENTINEL MASTER name` of the sentinel on `port`, as a field map. */
-async function sentinelMasterView(port: number): Promise<Record<string, string>> {
-  const sentinel = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0 });
-  try {
-    await sentinel.connect();
-    const reply = (await sentinel.call('SENTINEL', 'MASTER', SENTINEL_MASTER_NAME)) as string[];
-    const fields: Record<string, string> = {};
-    for (let index = 0; index + 1 < reply.length; index += 2) {
-      fields[reply[index] ?? ''] = reply[index + 1] ?? '';
-    }
-    return fields;
-  } finally {
-    sentinel.disconnect();
   }
 }
 
