@@ -10,6 +10,7 @@ import {
   TOKENIZER_CONFIG_FILE,
 } from '#model';
 import type { AttentionKind, WeightPrecision } from '#model';
+import { buildProgressBar } from './progress.js';
 
 interface ConvertCommandOptions {
   from: string;
@@ -74,14 +75,17 @@ export function registerConvertCommand(model: Command): void {
         options.chatTemplate === undefined
           ? undefined
           : await readChatTemplateFile(options.chatTemplate);
-      const { manifest, dijiangSource } = await convertCheckpoint(options.from, options.out, {
+      const { onProgress, stop } = buildProgressBar();
+      const converted = await convertCheckpoint(options.from, options.out, {
         attention: options.attention,
         seed: options.seed,
         ...(options.id === undefined ? {} : { id: options.id }),
         ...(options.fp16 === undefined ? {} : { fp16: options.fp16 }),
         weights: options.weights,
         ...(chatTemplate === undefined ? {} : { chatTemplate }),
-      });
+        onProgress,
+      }).finally(stop);
+      const { manifest, dijiangSource } = converted;
       const { config } = manifest;
       const chatSource =
         manifest.chat === undefined

@@ -6,6 +6,7 @@ import { parseSeed, weightsOption } from './arguments.js';
 import {
   ATTENTION_KINDS,
   BUNDLE_MANIFEST,
+  checkBundleInputs,
   headDim,
   initWeights,
   isPresetName,
@@ -16,9 +17,17 @@ import {
   readChatTemplateFile,
   writeBundle,
 } from '#model';
-import type { AttentionKind, BundleManifest, PresetName, WeightPrecision } from '#model';
+import type {
+  AttentionKind,
+  BundleManifest,
+  ModelConfig,
+  PresetName,
+  WeightPrecision,
+  WriteBundleOptions,
+} from '#model';
 import { chatTemplateLine, registerConvertCommand } from './convert-command.js';
 import { registerExportGgufCommand } from './export-gguf-command.js';
+import { buildProgressBar } from './progress.js';
 
 /** Seed of `model create` when none is given. */
 const DEFAULT_CREATE_SEED = 0;
@@ -32,6 +41,38 @@ interface CreateOptions {
   fp16?: boolean;
   weights: WeightPrecision;
   chatTemplate?: string;
+  tokenizer?: string;
+}
+
+/** The bundle options of `model create`, or why they cannot work, before any weight is drawn. */
+async function createBundleOptions(
+  options: CreateOptions,
+  config: ModelConfig,
+): Promise<WriteBundleOptions> {
+  if (config.tokenizer === 'hf' && options.tokenizer === undefined) {
+    throw new Error(
+      `preset ${options.preset} uses a Hugging Face tokenizer: give its tokenizer.json with --tokenizer FILE`,
+    );
+  }
+  if (config.tokenizer === 'byte' && options.tokenizer !== undefined) {
+    throw new Error(
+      `preset ${options.preset} uses the byte tokenizer: --tokenizer does not apply to it`,
+    );
+  }
+  const chatTemplate =
+    options.chatTemplate === undefined
+      ? undefined
+      : await readChatTemplateFile(options.chatTemplate);
+  const bundleOptions: WriteBundleOptions = {
+    id: options.id ?? `${options.preset}-${options.attention}`,
+    seed: options.seed,
+    ...(options.fp16 === undefined ? {} : { fp16: options.fp16 }),
+    weights: options.weights,
+    ...(options.tokenizer === undefined ? {} : { tokenizerJsonPath: options.tokenizer }),
+    ...(chatTemplate === undefined ? {} : { chat: { template: chatTemplate } }),
+  };
+  await checkBundleInputs(options.out, config, bundleOptions);
+  return bundleOptions;
 }
 
 function parsePreset(value: string): PresetName {
@@ -110,21 +151,26 @@ export function registerModelCommands(program: Command): void {
     .option('--fp16', 'also write the fp16 graph for CUDA workers')
     .addOption(weightsOption())
     .option('--chat-template <file>', 'Jinja chat template to bundle (Hugging Face style)')
+    .option(
+      '--tokenizer <file>',
+      'Hugging Face tokenizer.json to bundle (required by the pythia presets, which have no byte tokenizer)',
+    )
     .action(async (_options: unknown, command: Command) => {
       const options = command.opts<CreateOptions>();
       const config = presetConfig(options.preset, options.attention);
-      const id = options.id ?? `${options.preset}-${options.attention}`;
-      const chatTemplate =
-        options.chatTemplate === undefined
-          ? undefined
-          : await readChatTemplateFile(options.chatTemplate);
-      const manifest = await writeBundle(options.out, config, initWeights(config, options.seed), {
-        id,
-        seed: options.seed,
-        ...(options.fp16 === undefined ? {} : { fp16: options.fp16 }),
-        weights: options.weights,
-        ...(chatTemplate === undefined ? {} : { chat: { template: chatTemplate } }),
-      });
+      // Every input is checked before the weights, which take seconds to minutes to draw.
+      const bundleOptions = await createBundleOptions(options, config);
+      const { onProgress, stop } = buildProgressBar();
+      let manifest: BundleManifest;
+      try {
+        const weights = initWeights(config, options.seed, onProgress);
+        manifest = await writeBundle(options.out, config, weights, {
+          ...bundleOptions,
+          onProgress,
+        });
+      } finally {
+        stop();
+      }
       process.stdout.write(
         `wrote ${options.out} (model id ${manifest.id}, ${manifest.parameterCount} parameters, seed ${options.seed}, ${options.weights} weights)\n` +
           `  ${chatTemplateLine(options.chatTemplate)}\n`,

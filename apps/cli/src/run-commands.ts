@@ -59,7 +59,7 @@ export function registerRunCommands(program: Command): void {
       const started = performance.now();
       // The prompt's prefill, then the tokens generated; when the text itself streams to the
       // same terminal, it is the progress, and the bar goes once the first token arrives.
-      const progress = progressBar('prompt', 'tokens');
+      const progress = progressBar<'prompt' | 'generate'>('prompt', 'tokens');
       const textOnTerminal = process.stdout.isTTY;
       let generated = 0;
       try {

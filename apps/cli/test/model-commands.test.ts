@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -85,6 +86,40 @@ describe('dijiang model create / inspect', () => {
     await expect(
       run(['model', 'create', '--preset', 'tiny', '--out', join(dir, 'x'), '--weights', 'int3']),
     ).rejects.toThrow(/Allowed choices are fp32, fp16, int8, int4/);
+  });
+
+  it('checks the tokenizer and the folder before drawing any weight', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'dijiang-cli-'));
+    const out = join(dir, 'big');
+    // pythia-2.8b's weights would take 11 GiB and minutes: the error comes before them.
+    await expect(run(['model', 'create', '--preset', 'pythia-2.8b', '--out', out])).rejects.toThrow(
+      'preset pythia-2.8b uses a Hugging Face tokenizer: give its tokenizer.json with --tokenizer FILE',
+    );
+    const tokenizer = join(dir, 'tokenizer.json');
+    await expect(
+      run(['model', 'create', '--preset', 'pythia-2.8b', '--out', out, '--tokenizer', tokenizer]),
+    ).rejects.toThrow(`tokenizer file ${tokenizer} is missing or not a file`);
+    await writeFile(tokenizer, '{"model": {"type": "BPE"}}');
+    await expect(
+      run(['model', 'create', '--preset', 'tiny', '--out', out, '--tokenizer', tokenizer]),
+    ).rejects.toThrow('preset tiny uses the byte tokenizer: --tokenizer does not apply to it');
+    await expect(
+      run([
+        'model',
+        'create',
+        '--preset',
+        'pythia-2.8b',
+        '--out',
+        tokenizer,
+        '--tokenizer',
+        tokenizer,
+      ]),
+    ).rejects.toThrow(`bundle folder ${tokenizer} exists and is not a folder`);
+    expect(existsSync(out)).toBe(false);
+    // convert checks its folder before it reads the checkpoint: here there is none to read.
+    await expect(
+      run(['model', 'convert', '--from', join(dir, 'absent'), '--out', tokenizer]),
+    ).rejects.toThrow(`bundle folder ${tokenizer} exists and is not a folder`);
   });
 
   it('rejects an unknown preset', async () => {

@@ -1,9 +1,10 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { parameterCount, presetConfig, storedMatrixValues } from '#model';
 import { testModelDir } from '#testing';
 import { plainText, runInTerminal } from '../../../test/support/terminal.js';
 
@@ -29,13 +30,14 @@ interface BarFrame {
   percent: number;
   done: number;
   total: number;
+  unit: string;
   rate: string;
   eta: string;
 }
 
 /** Every frame of the progress bar the terminal received, in order. */
 function barFrames(raw: string): BarFrame[] {
-  const frame = /^(\w+) \[[█░]+\] (\d+)% \| (\d+)\/(\d+) tokens \| (\d+|-) tokens\/s \| ETA (\S+)/;
+  const frame = /^(\w+) \[[█░]+\] (\d+)% \| (\d+)\/(\d+) (\w+) \| (\d+|-) \5\/s \| ETA (\S+)/;
   // cli-progress redraws each frame from the first column (ESC [1G).
   return raw.split('\u001b[1G').flatMap((segment) => {
     const match = frame.exec(plainText(segment));
@@ -46,12 +48,16 @@ function barFrames(raw: string): BarFrame[] {
         percent: Number(match[2]),
         done: Number(match[3]),
         total: Number(match[4]),
-        rate: match[5] ?? '',
-        eta: match[6] ?? '',
+        unit: match[5] ?? '',
+        rate: match[6] ?? '',
+        eta: match[7] ?? '',
       },
     ];
   });
 }
+
+/** cli-progress's time left: seconds, minutes, hours, or not known yet. */
+const ETA = /^(\d+s|\d+m\d+s|\d+h\d+m|NULL|INF)$/;
 
 /** What follows the bar: it clears its line (ESC [2K) once the work is done. */
 function afterBar(raw: string): string {
@@ -89,6 +95,7 @@ describe('progress on a terminal, nothing extra when piped', () => {
     const frames = barFrames(terminal.raw);
     expect(frames.length).toBeGreaterThanOrEqual(10);
     expect(new Set(frames.map((frame) => frame.label))).toEqual(new Set(['score']));
+    expect(frames.every((frame) => frame.unit === 'tokens')).toBe(true);
     expect(frames.every((frame) => frame.total === tokens)).toBe(true);
     // It moves: done only grows, from the first chunk to the whole text.
     const done = frames.map((frame) => frame.done);
@@ -96,10 +103,77 @@ describe('progress on a terminal, nothing extra when piped', () => {
     expect(done.at(-1)).toBe(tokens);
     expect(new Set(frames.map((frame) => frame.percent)).size).toBeGreaterThanOrEqual(10);
     expect(frames.filter((frame) => Number(frame.rate) > 0).length).toBeGreaterThan(5);
-    expect(frames.every((frame) => /^(\d+s|\d+m\d+s|\d+h\d+m|NULL|INF)$/.test(frame.eta))).toBe(
-      true,
-    );
+    expect(frames.every((frame) => ETA.test(frame.eta))).toBe(true);
     expect(afterBar(terminal.raw)).toBe(pipe.stdout);
+  });
+
+  it('model create: a bar per stage, moving while the weights are drawn, on a terminal; only the summary when piped', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dijiang-create-'));
+    const tokenizer = join(dir, 'tokenizer.json');
+    writeFileSync(tokenizer, '{"model": {"type": "BPE"}}');
+    // pythia-70m takes seconds to draw, quantize and write: long enough for many frames.
+    const args = (out: string) => [
+      'model',
+      'create',
+      '--preset',
+      'pythia-70m',
+      '--weights',
+      'int8',
+      '--tokenizer',
+      tokenizer,
+      '--out',
+      out,
+    ];
+    const [terminal, pipe] = await Promise.all([
+      onTerminal(args(join(dir, 'terminal')).join(' ')),
+      Promise.resolve(piped(...args(join(dir, 'piped')))),
+    ]);
+    expect(pipe.status, pipe.stderr).toBe(0);
+    expect(pipe.stderr).toBe('');
+    expect(pipe.stdout).toMatch(/^wrote \S+ \(model id pythia-70m-dijiang, 72226816 parameters/);
+
+    expect(terminal.status, plainText(terminal.raw)).toBe(0);
+    const frames = barFrames(terminal.raw);
+    const stages = frames
+      .map((frame) => frame.label)
+      .filter((label, i, all) => label !== all[i - 1]);
+    expect(stages).toEqual(['weights', 'quantize', 'write']);
+    const config = presetConfig('pythia-70m', 'dijiang');
+    const totals = {
+      weights: { total: parameterCount(config), unit: 'parameters' },
+      quantize: { total: storedMatrixValues(config), unit: 'parameters' },
+      write: { total: statSync(join(dir, 'terminal', 'model.onnx')).size, unit: 'bytes' },
+    };
+    for (const [stage, { total, unit }] of Object.entries(totals)) {
+      const ofStage = frames.filter((frame) => frame.label === stage);
+      expect(
+        ofStage.every((frame) => frame.total === total && frame.unit === unit),
+        stage,
+      ).toBe(true);
+      const done = ofStage.map((frame) => frame.done);
+      expect(done, stage).toEqual([...done].sort((a, b) => a - b));
+      expect(done.at(-1), stage).toBe(total);
+    }
+    // The weights are drawn synchronously, and still the bar moves through them, with a rate.
+    const drawing = frames.filter((frame) => frame.label === 'weights');
+    const between = drawing.filter((frame) => frame.done > 0 && frame.done < frame.total);
+    expect(new Set(between.map((frame) => frame.percent)).size).toBeGreaterThanOrEqual(5);
+    expect(between.filter((frame) => Number(frame.rate) > 0).length).toBeGreaterThanOrEqual(5);
+    expect(frames.every((frame) => ETA.test(frame.eta))).toBe(true);
+    expect(afterBar(terminal.raw)).toBe(
+      pipe.stdout.replace(join(dir, 'piped'), join(dir, 'terminal')),
+    );
+  }, 120_000);
+
+  it('model create with a missing input says so at once on a terminal: no bar, no weights', async () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'dijiang-create-')), 'bundle');
+    const terminal = await onTerminal(`model create --preset pythia-70m --out ${out}`);
+    expect(terminal.status).toBe(1);
+    // The bar starts with the first weight drawn; the error comes before it.
+    expect(barFrames(terminal.raw)).toEqual([]);
+    expect(plainText(terminal.raw)).toBe(
+      'preset pythia-70m uses a Hugging Face tokenizer: give its tokenizer.json with --tokenizer FILE\n',
+    );
   });
 
   it('score --json prints the result as JSON, the figures of the text form', () => {

@@ -11,6 +11,8 @@ import { createReadStream } from 'node:fs';
 import { copyFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { z } from 'zod';
+import type { BuildProgress } from './build-progress.js';
+import { checkBundleFolder, isFile } from './bundle-folder.js';
 import { bundleChatSchema, type BundleChat } from './chat-template.js';
 import {
   kvBytesPerToken,
@@ -93,6 +95,51 @@ export interface WriteBundleOptions {
   chat?: BundleChat;
   /** Path of a model card (Markdown) to copy into the bundle as README.md. */
   cardPath?: string;
+  /** Told how far building and writing each graph has got (see {@link writeOnnxModel}). */
+  onProgress?: BuildProgress;
+}
+
+/**
+ * Checks everything {@link writeBundle} needs except the weights: the id, the tokenizer file the
+ * config calls for (and none for the byte tokenizer), the chat template, the model card and the
+ * bundle folder. Callers run it before building the weights, which can take minutes, so that a
+ * missing input fails at once; writeBundle runs it again.
+ */
+export async function checkBundleInputs(
+  dir: string,
+  config: ModelConfig,
+  options: WriteBundleOptions,
+): Promise<void> {
+  if (!bundleManifestSchema.shape.id.safeParse(options.id).success) {
+    throw new Error(
+      `model id "${options.id}" must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit`,
+    );
+  }
+  if (config.tokenizer === 'hf' && options.tokenizerJsonPath === undefined) {
+    throw new Error(
+      `model ${options.id} uses a Hugging Face tokenizer: give the tokenizer.json to bundle`,
+    );
+  }
+  if (config.tokenizer === 'byte' && options.tokenizerJsonPath !== undefined) {
+    throw new Error(
+      `model ${options.id} uses the byte tokenizer: a tokenizer.json does not belong in its bundle`,
+    );
+  }
+  for (const [what, path] of [
+    ['tokenizer file', options.tokenizerJsonPath],
+    ['model card', options.cardPath],
+  ] as const) {
+    if (path !== undefined && !(await isFile(path))) {
+      throw new Error(`model ${options.id}: ${what} ${path} is missing or not a file`);
+    }
+  }
+  if (options.chat !== undefined) {
+    const chat = bundleChatSchema.safeParse(options.chat);
+    if (!chat.success) {
+      throw new Error(`model ${options.id}: invalid chat template: ${z.prettifyError(chat.error)}`);
+    }
+  }
+  await checkBundleFolder(dir);
 }
 
 export async function sha256File(path: string): Promise<string> {
@@ -112,23 +159,8 @@ export async function writeBundle(
   weights: Weights,
   options: WriteBundleOptions,
 ): Promise<BundleManifest> {
+  await checkBundleInputs(dir, config, options);
   validateWeights(config, weights);
-  if (config.tokenizer === 'hf' && options.tokenizerJsonPath === undefined) {
-    throw new Error(
-      `model ${options.id} uses a Hugging Face tokenizer: give the tokenizer.json to bundle`,
-    );
-  }
-  if (config.tokenizer === 'byte' && options.tokenizerJsonPath !== undefined) {
-    throw new Error(
-      `model ${options.id} uses the byte tokenizer: a tokenizer.json does not belong in its bundle`,
-    );
-  }
-  if (options.chat !== undefined) {
-    const chat = bundleChatSchema.safeParse(options.chat);
-    if (!chat.success) {
-      throw new Error(`model ${options.id}: invalid chat template: ${z.prettifyError(chat.error)}`);
-    }
-  }
   await mkdir(dir, { recursive: true });
   const written: string[] = [];
   const precisions: Precision[] = options.fp16 === true ? ['fp32', 'fp16'] : ['fp32'];
@@ -137,6 +169,7 @@ export async function writeBundle(
       precision,
       ...(options.weights === undefined ? {} : { weights: options.weights }),
       ...(options.externalData === undefined ? {} : { externalData: options.externalData }),
+      ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress }),
     });
     written.push(onnx.modelPath);
     if (onnx.dataPath !== undefined) written.push(onnx.dataPath);

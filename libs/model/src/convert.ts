@@ -9,9 +9,11 @@
  * `attention: 'softmax'`. Every tensor is checked (name, shape, finite values, positive D1) before
  * anything is written.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { z } from 'zod';
+import type { BuildProgress } from './build-progress.js';
+import { checkBundleFolder, isFile } from './bundle-folder.js';
 import { BUNDLE_CARD, bundleManifestSchema, writeBundle } from './bundle.js';
 import type { BundleManifest } from './bundle.js';
 import { readCheckpointChat } from './chat-template.js';
@@ -119,14 +121,6 @@ export interface ReadHfCheckpointOptions {
   readonly seed?: number;
   /** A chat template (the Jinja text) that replaces the checkpoint's own. */
   readonly chatTemplate?: string;
-}
-
-async function isFile(path: string): Promise<boolean> {
-  try {
-    return (await stat(path)).isFile();
-  } catch {
-    return false;
-  }
 }
 
 /** Row-major index -> "[i, j, ...]" for error messages. */
@@ -243,6 +237,8 @@ export interface ConvertOptions extends ReadHfCheckpointOptions {
   readonly fp16?: boolean;
   /** How the CPU graph stores its weights. @defaultValue 'fp32' */
   readonly weights?: WeightPrecision;
+  /** Told how far building and writing the graphs has got (see {@link writeBundle}). */
+  readonly onProgress?: BuildProgress;
 }
 
 export interface ConvertResult {
@@ -250,7 +246,11 @@ export interface ConvertResult {
   readonly dijiangSource: DijiangSource;
 }
 
-/** Converts the checkpoint folder `from` into a model bundle in `out`. */
+/**
+ * Converts the checkpoint folder `from` into a model bundle in `out`. The id and the bundle folder
+ * are checked before the checkpoint is read, and the checkpoint (config, tokenizer, every tensor)
+ * before anything is written.
+ */
 export async function convertCheckpoint(
   from: string,
   out: string,
@@ -262,6 +262,7 @@ export async function convertCheckpoint(
       `model id "${id}" must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit`,
     );
   }
+  await checkBundleFolder(out);
   const checkpoint = await readHfCheckpoint(from, options);
   const manifest = await writeBundle(out, checkpoint.config, checkpoint.weights, {
     id,
@@ -272,6 +273,7 @@ export async function convertCheckpoint(
       : { tokenizerJsonPath: checkpoint.tokenizerFile }),
     ...(checkpoint.chat === undefined ? {} : { chat: checkpoint.chat }),
     ...(checkpoint.cardFile === undefined ? {} : { cardPath: checkpoint.cardFile }),
+    ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress }),
   });
   return { manifest, dijiangSource: checkpoint.dijiangSource };
 }

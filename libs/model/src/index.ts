@@ -1,3 +1,4 @@
+export * from './build-progress.js';
 export * from './bundle.js';
 export * from './chat-template.js';
 export * from './config.js';

@@ -1,4 +1,4 @@
-import { writeBundle, type BundleManifest } from './bundle.js';
+import { checkBundleInputs, writeBundle, type BundleManifest } from './bundle.js';
 import { presetConfig, type AttentionKind, type PresetName } from './config.js';
 import type { WeightPrecision } from './quantize.js';
 import { initWeights } from './weights.js';
@@ -30,10 +30,13 @@ export async function createPresetBundle(
   const attention = options.attention ?? 'dijiang';
   const seed = options.seed ?? 0;
   const config = presetConfig(preset, attention);
-  return writeBundle(dir, config, initWeights(config, seed), {
+  const bundleOptions = {
     id: options.id ?? `${preset}-${attention}`,
     seed,
     ...(options.fp16 === undefined ? {} : { fp16: options.fp16 }),
     ...(options.weights === undefined ? {} : { weights: options.weights }),
-  });
+  };
+  // Before the weights, which take seconds to minutes for the larger presets.
+  await checkBundleInputs(dir, config, bundleOptions);
+  return writeBundle(dir, config, initWeights(config, seed), bundleOptions);
 }

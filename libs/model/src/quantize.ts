@@ -10,6 +10,7 @@
  * Zero points would spend one more code but measured 1.7x (int4) to 2.3x (int8) slower in
  * MatMulNBits at B = 1 here.
  */
+import { PROGRESS_STEP } from './build-progress.js';
 
 export const WEIGHT_PRECISIONS = ['fp32', 'fp16', 'int8', 'int4'] as const;
 /**
@@ -73,12 +74,17 @@ function blockScale(absMax: number, qMax: number): number {
   return scale;
 }
 
+/**
+ * Quantizes a [rows, columns] matrix. `onRows`, when given, hears of the rows done, a few at a
+ * time (about {@link PROGRESS_STEP} values per report), so a caller can show a long matrix move.
+ */
 export function quantizeBlocks(
   values: Float32Array,
   rows: number,
   columns: number,
   bits: QuantBits,
   blockSize: number = QUANT_BLOCK_SIZE,
+  onRows?: (rows: number) => void,
 ): BlockQuantized {
   if (values.length !== rows * columns) {
     throw new Error(`quantizeBlocks: ${values.length} values for a ${rows} x ${columns} matrix`);
@@ -90,6 +96,7 @@ export function quantizeBlocks(
   const blockBytes = (blockSize * bits) / 8;
   const data = new Uint8Array(rows * blocksPerRow * blockBytes);
   const scales = new Float32Array(rows * blocksPerRow);
+  const rowsPerReport = Math.max(1, Math.floor(PROGRESS_STEP / columns));
   for (let row = 0; row < rows; row++) {
     for (let block = 0; block < blocksPerRow; block++) {
       const start = row * columns + block * blockSize;
@@ -106,6 +113,8 @@ export function quantizeBlocks(
         else data[blob + (i >> 1)] = (data[blob + (i >> 1)] ?? 0) | (code << ((i & 1) * 4));
       }
     }
+    // The rows since the last report: a full batch, or what is left at the end.
+    if ((row + 1) % rowsPerReport === 0 || row + 1 === rows) onRows?.((row % rowsPerReport) + 1);
   }
   return { bits, blockSize, rows, columns, blocksPerRow, data, scales };
 }

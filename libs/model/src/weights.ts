@@ -1,3 +1,4 @@
+import { PROGRESS_STEP, stageCounter, type BuildProgress } from './build-progress.js';
 import { headDim, type ModelConfig } from './config.js';
 import { deriveSeed, normalIcdf, Rng } from './rng.js';
 
@@ -115,9 +116,19 @@ function seededRng(seed: number, name: string): Rng {
   return new Rng(deriveSeed(seed, name));
 }
 
-function normalTensor(shape: readonly number[], std: number, rng: Rng): Tensor {
+/** N(0, std) values; `advance` hears of every {@link PROGRESS_STEP} of them as they are drawn. */
+function normalTensor(
+  shape: readonly number[],
+  std: number,
+  rng: Rng,
+  advance: (values: number) => void,
+): Tensor {
   const data = new Float32Array(elementCount(shape));
-  for (let i = 0; i < data.length; i++) data[i] = std * rng.normal();
+  for (let start = 0; start < data.length; start += PROGRESS_STEP) {
+    const end = Math.min(start + PROGRESS_STEP, data.length);
+    for (let i = start; i < end; i++) data[i] = std * rng.normal();
+    advance(end - start);
+  }
   return { shape, data };
 }
 
@@ -129,8 +140,15 @@ function filledTensor(shape: readonly number[], value: number): Tensor {
  * Seeded, deterministic initialisation of every tensor (GPT-NeoX style: N(0, 0.02) for Linear and
  * Embedding weights, zero biases, LayerNorm weight 1 and bias 0; DiJiang tensors as
  * {@link initDijiangTensors}). Each tensor draws from its own stream derived from (seed, name).
+ * `onProgress` hears of the parameters set so far (stage `weights`, out of
+ * {@link parameterCount}).
  */
-export function initWeights(config: ModelConfig, seed: number): Weights {
+export function initWeights(
+  config: ModelConfig,
+  seed: number,
+  onProgress?: BuildProgress,
+): Weights {
+  const advance = stageCounter('weights', parameterCount(config), onProgress);
   const weights: Weights = new Map();
   const dijiang: Weights =
     config.attention === 'dijiang' ? initDijiangTensors(config, seed) : new Map<string, Tensor>();
@@ -138,12 +156,15 @@ export function initWeights(config: ModelConfig, seed: number): Weights {
     const dijiangTensor = dijiang.get(name);
     if (dijiangTensor !== undefined) {
       weights.set(name, dijiangTensor);
+      advance(dijiangTensor.data.length);
     } else if (name.endsWith('layernorm.weight') || name.endsWith('layer_norm.weight')) {
       weights.set(name, filledTensor(shape, 1));
+      advance(elementCount(shape));
     } else if (name.endsWith('.bias')) {
       weights.set(name, filledTensor(shape, 0));
+      advance(elementCount(shape));
     } else {
-      weights.set(name, normalTensor(shape, INIT_STD, seededRng(seed, name)));
+      weights.set(name, normalTensor(shape, INIT_STD, seededRng(seed, name), advance));
     }
   }
   return weights;

@@ -4,8 +4,9 @@
  * every sizeable initializer goes to one external-data file next to the graph (ONNX's
  * `data_location = EXTERNAL`, resolved by onnxruntime relative to the graph's directory).
  */
-import { open, writeFile } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { stageCounter, type BuildProgress } from '../build-progress.js';
 import type { ModelConfig } from '../config.js';
 import type { WeightPrecision } from '../quantize.js';
 import type { Weights } from '../weights.js';
@@ -14,6 +15,7 @@ import { buildModelGraph, type Precision } from './model-graph.js';
 import {
   CONTRIB_DOMAIN,
   encodeModel,
+  encodeModelPieces,
   IR_VERSION,
   OPSET_VERSION,
   type TensorMessage,
@@ -25,6 +27,8 @@ export const EXTERNAL_DATA_THRESHOLD_BYTES = 2 ** 30;
 const INLINE_MAX_BYTES = 1024;
 /** Offsets in the external-data file are aligned for memory mapping. */
 const EXTERNAL_ALIGNMENT = 4096;
+/** Bytes per write call: small pieces are gathered up to this, large buffers cut into it. */
+const WRITE_CHUNK_BYTES = 4 * 2 ** 20;
 
 export type ExternalDataMode = 'auto' | 'always' | 'never';
 
@@ -35,6 +39,11 @@ export interface WriteOnnxOptions {
   weights?: WeightPrecision;
   /** @defaultValue 'auto': external data when the weights exceed {@link EXTERNAL_DATA_THRESHOLD_BYTES} */
   externalData?: ExternalDataMode;
+  /**
+   * Told how far building the graph (stage `graph` or `quantize`, see {@link buildModelGraph})
+   * and writing its files (stage `write`, bytes of the graph and its external data) have got.
+   */
+  onProgress?: BuildProgress;
 }
 
 export interface WrittenOnnx {
@@ -77,6 +86,43 @@ export function encodeStandaloneGraph(g: GraphBuilder, name: string, producer: s
   });
 }
 
+/** Writes `bytes` at `position`, a chunk at a time, telling `advance` of each chunk written. */
+async function writeAt(
+  handle: FileHandle,
+  bytes: Uint8Array,
+  position: number,
+  advance: (bytes: number) => void,
+): Promise<void> {
+  for (let offset = 0; offset < bytes.byteLength;) {
+    const length = Math.min(WRITE_CHUNK_BYTES, bytes.byteLength - offset);
+    const { bytesWritten } = await handle.write(bytes, offset, length, position + offset);
+    offset += bytesWritten;
+    advance(bytesWritten);
+  }
+}
+
+/** One buffer of a run of pieces; a lone piece (a large initializer's data) is not copied. */
+function joined(run: readonly Uint8Array[]): Uint8Array {
+  const [only] = run;
+  return run.length === 1 && only !== undefined ? only : Buffer.concat(run);
+}
+
+/** The pieces in order, with runs of small ones joined so that each write call carries a chunk. */
+function* joinedPieces(pieces: readonly Uint8Array[]): Generator<Uint8Array> {
+  let run: Uint8Array[] = [];
+  let runBytes = 0;
+  for (const piece of pieces) {
+    if (runBytes > 0 && runBytes + piece.byteLength > WRITE_CHUNK_BYTES) {
+      yield joined(run);
+      run = [];
+      runBytes = 0;
+    }
+    run.push(piece);
+    runBytes += piece.byteLength;
+  }
+  if (runBytes > 0) yield joined(run);
+}
+
 export async function writeOnnxModel(
   config: ModelConfig,
   weights: Weights,
@@ -85,7 +131,7 @@ export async function writeOnnxModel(
 ): Promise<WrittenOnnx> {
   const precision = options.precision ?? 'fp32';
   const weightPrecision = precision === 'fp32' ? (options.weights ?? 'fp32') : precision;
-  const graph = buildModelGraph(config, weights, precision, weightPrecision);
+  const graph = buildModelGraph(config, weights, precision, weightPrecision, options.onProgress);
   const totalBytes = graph.initializers.reduce((sum, init) => sum + init.bytes.byteLength, 0);
   const mode = options.externalData ?? 'auto';
   const external =
@@ -93,40 +139,31 @@ export async function writeOnnxModel(
 
   const dataFile = `${basename(modelPath)}.data`;
   const dataPath = join(dirname(modelPath), dataFile);
-  let tensors: TensorMessage[];
-  if (external) {
-    tensors = [];
-    const handle = await open(dataPath, 'w');
-    try {
-      let offset = 0;
-      for (const init of graph.initializers) {
-        if (init.bytes.byteLength < INLINE_MAX_BYTES) {
-          tensors.push(inline(init));
-          continue;
-        }
-        offset = Math.ceil(offset / EXTERNAL_ALIGNMENT) * EXTERNAL_ALIGNMENT;
-        await handle.write(init.bytes, 0, init.bytes.byteLength, offset);
-        tensors.push({
-          name: init.name,
-          dims: [...init.dims],
-          dataType: init.dataType,
-          dataLocation: 1,
-          externalData: [
-            { key: 'location', value: dataFile },
-            { key: 'offset', value: String(offset) },
-            { key: 'length', value: String(init.bytes.byteLength) },
-          ],
-        });
-        offset += init.bytes.byteLength;
-      }
-    } finally {
-      await handle.close();
+  const tensors: TensorMessage[] = [];
+  const externalWrites: { bytes: Uint8Array; offset: number }[] = [];
+  let offset = 0;
+  for (const init of graph.initializers) {
+    if (!external || init.bytes.byteLength < INLINE_MAX_BYTES) {
+      tensors.push(inline(init));
+      continue;
     }
-  } else {
-    tensors = graph.initializers.map(inline);
+    offset = Math.ceil(offset / EXTERNAL_ALIGNMENT) * EXTERNAL_ALIGNMENT;
+    externalWrites.push({ bytes: init.bytes, offset });
+    tensors.push({
+      name: init.name,
+      dims: [...init.dims],
+      dataType: init.dataType,
+      dataLocation: 1,
+      externalData: [
+        { key: 'location', value: dataFile },
+        { key: 'offset', value: String(offset) },
+        { key: 'length', value: String(init.bytes.byteLength) },
+      ],
+    });
+    offset += init.bytes.byteLength;
   }
 
-  const bytes = encodeModel({
+  const pieces = encodeModelPieces({
     irVersion: IR_VERSION,
     producerName: 'dijiang-cluster',
     producerVersion: '0.1.0',
@@ -146,6 +183,31 @@ export async function writeOnnxModel(
       output: graph.outputs,
     },
   });
-  await writeFile(modelPath, bytes);
+  const advance = stageCounter(
+    'write',
+    [...pieces, ...externalWrites.map((write) => write.bytes)].reduce(
+      (sum, bytes) => sum + bytes.byteLength,
+      0,
+    ),
+    options.onProgress,
+  );
+  if (external) {
+    const handle = await open(dataPath, 'w');
+    try {
+      for (const write of externalWrites) await writeAt(handle, write.bytes, write.offset, advance);
+    } finally {
+      await handle.close();
+    }
+  }
+  const handle = await open(modelPath, 'w');
+  try {
+    let position = 0;
+    for (const chunk of joinedPieces(pieces)) {
+      await writeAt(handle, chunk, position, advance);
+      position += chunk.byteLength;
+    }
+  } finally {
+    await handle.close();
+  }
   return external ? { modelPath, dataPath } : { modelPath };
 }

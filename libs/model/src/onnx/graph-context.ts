@@ -35,6 +35,8 @@ export interface GraphContext {
   readonly ffn: number;
   /** The epsilon of every normalisation, as a float attribute. */
   readonly eps: { readonly float: number };
+  /** Told of each large matrix's values as they are stored (see stored-weights.ts). */
+  readonly stored: (values: number) => void;
 }
 
 export function createGraphContext(
@@ -42,6 +44,7 @@ export function createGraphContext(
   weights: Weights,
   precision: Precision,
   weightPrecision: WeightPrecision = 'fp32',
+  stored: (values: number) => void = () => undefined,
 ): GraphContext {
   return {
     g: new GraphBuilder(),
@@ -57,6 +60,7 @@ export function createGraphContext(
     layers: config.numLayers,
     ffn: config.intermediateSize,
     eps: float(config.layerNormEps),
+    stored,
   };
 }
 

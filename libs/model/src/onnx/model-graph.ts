@@ -16,6 +16,7 @@
  * Padding never enters a state: padded positions get log r = 0 and c = 0 (DiJiang) and are
  * never attended to (softmax).
  */
+import { stageCounter, type BuildProgress } from '../build-progress.js';
 import type { ModelConfig } from '../config.js';
 import type { WeightPrecision } from '../quantize.js';
 import type { Weights } from '../weights.js';
@@ -50,14 +51,26 @@ export { GraphInput, GraphOutput } from './graph-io.js';
  *   graph; each layer picks its slice with a Gather. Only the [T, T] intra-chunk decay is formed
  *   per layer (from float64 differences A_t - A_s), so a decode step (T = 1) does no per-head work
  *   beyond a few [d, d] products.
+ *
+ * `onProgress` hears of the large matrices' values as they are stored (out of
+ * {@link storedMatrixValues}): stage `quantize` when a float32 graph stores int8 or int4 weights,
+ * which is then most of the work, `graph` otherwise.
  */
 export function buildModelGraph(
   config: ModelConfig,
   weights: Weights,
   precision: Precision = 'fp32',
   weightPrecision: WeightPrecision = 'fp32',
+  onProgress?: BuildProgress,
 ): GraphBuilder {
-  const ctx = createGraphContext(config, weights, precision, weightPrecision);
+  const quantizing =
+    precision === 'fp32' && (weightPrecision === 'int8' || weightPrecision === 'int4');
+  const stored = stageCounter(
+    quantizing ? 'quantize' : 'graph',
+    storedMatrixValues(config),
+    onProgress,
+  );
+  const ctx = createGraphContext(config, weights, precision, weightPrecision, stored);
   const norm = unitNorm(ctx);
   const inputs = declareInputs(ctx);
   const geometry = chunkGeometry(ctx, inputs.ids, inputs.startPos);
@@ -90,6 +103,17 @@ export function buildModelGraph(
     }
   }
   return ctx.g;
+}
+
+/**
+ * The values of the large matrices the graph stores: the token embedding and the LM head
+ * ([vocab, hidden] each) and per layer the fused input ([q | k | v | (DiJiang: gate) | MLP up]
+ * rows by hidden) and the fused output (hidden by [hidden | ffn]).
+ */
+export function storedMatrixValues(config: ModelConfig): number {
+  const { vocabSize, hiddenSize: hidden, intermediateSize: ffn, numLayers } = config;
+  const fusedInputRows = (config.attention === 'dijiang' ? 4 : 3) * hidden + ffn;
+  return 2 * vocabSize * hidden + numLayers * (fusedInputRows * hidden + hidden * (hidden + ffn));
 }
 
 /**

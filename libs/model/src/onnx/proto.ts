@@ -126,6 +126,13 @@ const schema = {
 
 const root = protobuf.Root.fromJSON(schema);
 const modelProtoType = root.lookupType('onnx.ModelProto');
+const graphProtoType = root.lookupType('onnx.GraphProto');
+const tensorProtoType = root.lookupType('onnx.TensorProto');
+
+/** The fields {@link encodeModelPieces} writes itself: ModelProto.graph, GraphProto.initializer, TensorProto.raw_data. */
+const MODEL_GRAPH_FIELD = 7;
+const GRAPH_INITIALIZER_FIELD = 5;
+const TENSOR_RAW_DATA_FIELD = 9;
 
 /** Plain-object forms of the messages (protobufjs camelCase field names). */
 export interface TensorMessage {
@@ -208,6 +215,48 @@ export function valueInfo(
 export function encodeModel(model: ModelMessage): Uint8Array {
   const message = modelProtoType.fromObject(model);
   return modelProtoType.encode(message).finish();
+}
+
+/** The key and length that open a length-delimited field (wire type 2). */
+function fieldHeader(field: number, length: number): Uint8Array {
+  return protobuf.Writer.create()
+    .uint32((field << 3) | 2)
+    .uint32(length)
+    .finish();
+}
+
+function totalBytes(pieces: readonly Uint8Array[]): number {
+  return pieces.reduce((sum, piece) => sum + piece.byteLength, 0);
+}
+
+/**
+ * The model serialized as pieces whose concatenation is a ModelProto: the message of
+ * {@link encodeModel} (fields in another order, which protobuf allows) without copying any
+ * initializer's raw data, each of which is a piece of its own, the caller's buffer. protobufjs
+ * copies every byte into one buffer (about 0.9 s per 100 MiB here); pieces let a writer stream a
+ * large graph to disk and report how far it got.
+ */
+export function encodeModelPieces(model: ModelMessage): Uint8Array[] {
+  const { graph, ...modelFields } = model;
+  const { initializer, ...graphFields } = graph;
+  const graphPieces = [graphProtoType.encode(graphProtoType.fromObject(graphFields)).finish()];
+  for (const { rawData, ...tensorFields } of initializer) {
+    const tensorPieces = [
+      tensorProtoType.encode(tensorProtoType.fromObject(tensorFields)).finish(),
+      ...(rawData === undefined
+        ? []
+        : [fieldHeader(TENSOR_RAW_DATA_FIELD, rawData.byteLength), rawData]),
+    ];
+    graphPieces.push(
+      fieldHeader(GRAPH_INITIALIZER_FIELD, totalBytes(tensorPieces)),
+      ...tensorPieces,
+    );
+  }
+  return [
+    modelProtoType.encode(modelProtoType.fromObject(modelFields)).finish(),
+    fieldHeader(MODEL_GRAPH_FIELD, totalBytes(graphPieces)),
+    ...graphPieces,
+  ];
 }
 
 /** Decodes a serialized ModelProto back to a plain object (used to inspect written graphs). */

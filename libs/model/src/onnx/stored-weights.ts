@@ -34,7 +34,8 @@ export type MatrixUse = 'multiply' | 'gather';
 
 /**
  * Stores `values` ([rows, columns], row-major) under `name` in the graph's weight precision, for
- * {@link multiplyTransposed} or for {@link gatherRows}.
+ * {@link multiplyTransposed} or for {@link gatherRows}, and tells `ctx.stored` of the values (row
+ * batches as they are quantized, so that a large matrix shows progress).
  */
 export function storeMatrix(
   ctx: GraphContext,
@@ -46,14 +47,19 @@ export function storeMatrix(
 ): StoredMatrix {
   const { g } = ctx;
   if (ctx.precision === 'fp16' || ctx.weightPrecision === 'fp32') {
-    return { kind: 'float', value: constant(ctx, name, [rows, columns], values), rows };
+    const value = constant(ctx, name, [rows, columns], values);
+    ctx.stored(values.length);
+    return { kind: 'float', value, rows };
   }
   if (ctx.weightPrecision === 'fp16') {
     const half = g.floatInitializer(name, [rows, columns], values, TensorDataType.Float16);
+    ctx.stored(values.length);
     return { kind: 'float', value: g.op('Cast', [half], { to: TensorDataType.Float }), rows };
   }
   const bits = quantBits(ctx.weightPrecision);
-  const q = quantizeBlocks(values, rows, columns, bits, QUANT_BLOCK_SIZE);
+  const q = quantizeBlocks(values, rows, columns, bits, QUANT_BLOCK_SIZE, (done) => {
+    ctx.stored(done * columns);
+  });
   const blockBytes = (q.blockSize * bits) / 8;
   // MatMulNBits reads [N, blocks, bytes per block]; GatherBlockQuantized [rows, bytes per row].
   const dims =
