@@ -7,6 +7,7 @@ import {
   connectRedisOrFail,
   createLogger,
   createRedis,
+  onServingConnectionLost,
   PrefixCache,
   publishModelChat,
   type RedisClient,
@@ -105,7 +106,7 @@ bootOrExit(async () => {
   // Redis may lose writes it acknowledged before a drop: see haltAfterConnectionLoss.
   // Not at shutdown: quitting the connection closes it too, and is no loss.
   let stopping = false;
-  redis.on('close', () => {
+  onServingConnectionLost(redis, keys.workerIndex, () => {
     if (!stopping) jobs.haltAfterConnectionLoss();
   });
   await subscribeToCancellations(subscriber, keys, (jobId) => {
