@@ -132,7 +132,11 @@ bootOrExit(async () => {
       logger.warn({ jobId: job?.id, model: modelId, err: error }, 'job failed');
     });
     worker.on('lockRenewalFailed', (jobIds) => {
-      jobs.abandon(jobIds);
+      jobs
+        .abandon(jobIds, (jobId) => worker.toKey(`${jobId}:lock`))
+        .catch((error: unknown) => {
+          logger.error({ err: error, jobIds }, 'could not check the locks BullMQ failed to renew');
+        });
     });
     worker.on('error', (error) => {
       logger.error({ err: error, model: modelId }, 'queue error');
