@@ -51,6 +51,8 @@ interface RunningJob {
   engine: Engine;
   sequences: Set<string>;
   cancelled: boolean;
+  /** BullMQ's lock on this run of the job. */
+  lockToken: string | undefined;
 }
 
 /**
@@ -114,11 +116,19 @@ export class JobRegistry {
    * BullMQ could not renew these jobs' locks: they were given to another worker (this one was
    * cut off, or stalled). Stop their sequences and write nothing more for them — no tokens,
    * checkpoints or completion — so the new owner's work is never disturbed.
+   *
+   * The failure may concern an earlier run of a job this worker has taken again: a renewal
+   * sent before the job was handed back waits out a Redis outage, then fails because the
+   * hand-back released that lock. BullMQ names only the job, so the lock (`lockKeyOf`) is read:
+   * a run whose token still holds it goes on.
    */
-  abandon(jobIds: readonly string[]): void {
+  async abandon(jobIds: readonly string[], lockKeyOf: (jobId: string) => string): Promise<void> {
     for (const jobId of jobIds) {
       const entry = this.running.get(jobId);
       if (entry === undefined || this.abandoned.has(jobId)) continue;
+      const holder = await this.services.redis.get(lockKeyOf(jobId));
+      if (this.running.get(jobId) !== entry || this.abandoned.has(jobId)) continue;
+      if (holder === entry.lockToken) continue;
       this.abandoned.add(jobId);
       for (const sequence of entry.sequences) entry.engine.cancel(sequence);
       this.services.logger.warn(
@@ -170,7 +180,12 @@ export class JobRegistry {
     if (jobId === undefined) throw new UnrecoverableError('job has no id');
     if (this.draining) return this.handBack(job, lockToken);
     const item = parseOrRefuse(job);
-    const entry: RunningJob = { engine: runtime.engine, sequences: new Set(), cancelled: false };
+    const entry: RunningJob = {
+      engine: runtime.engine,
+      sequences: new Set(),
+      cancelled: false,
+      lockToken,
+    };
     this.running.set(jobId, entry);
     const progress = new ProgressReporter(job, this.services.worker);
     const stopSequences = (): void => {

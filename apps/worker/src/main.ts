@@ -7,6 +7,7 @@ import {
   connectRedisOrFail,
   createLogger,
   createRedis,
+  onServingConnectionLost,
   PrefixCache,
   publishModelChat,
   type RedisClient,
@@ -105,7 +106,7 @@ bootOrExit(async () => {
   // Redis may lose writes it acknowledged before a drop: see haltAfterConnectionLoss.
   // Not at shutdown: quitting the connection closes it too, and is no loss.
   let stopping = false;
-  redis.on('close', () => {
+  onServingConnectionLost(redis, keys.workerIndex, () => {
     if (!stopping) jobs.haltAfterConnectionLoss();
   });
   await subscribeToCancellations(subscriber, keys, (jobId) => {
@@ -131,7 +132,11 @@ bootOrExit(async () => {
       logger.warn({ jobId: job?.id, model: modelId, err: error }, 'job failed');
     });
     worker.on('lockRenewalFailed', (jobIds) => {
-      jobs.abandon(jobIds);
+      jobs
+        .abandon(jobIds, (jobId) => worker.toKey(`${jobId}:lock`))
+        .catch((error: unknown) => {
+          logger.error({ err: error, jobIds }, 'could not check the locks BullMQ failed to renew');
+        });
     });
     worker.on('error', (error) => {
       logger.error({ err: error, model: modelId }, 'queue error');

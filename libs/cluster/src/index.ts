@@ -1,5 +1,6 @@
 export * from './logger.js';
 export * from './redis.js';
+export * from './connection-loss.js';
 export * from './worker-registry.js';
 export * from './cancellation.js';
 export * from './job-stream.js';

@@ -30,6 +30,21 @@ const reconnectDelayMs = (attempt: number): number => Math.min(attempt * 50, 100
 /** A probe's one attempt, within Docker's 5 s check timeout. @defaultValue 3000 ms */
 const PROBE_CONNECT_TIMEOUT_MS = 3000;
 
+/**
+ * How a `queue` client of a Redis Cluster waits out a failover: while a shard's primary is dead
+ * and until its replica is promoted (the node timeout, 15 s by default, plus an election), its
+ * commands fail with "Connection is closed.", CLUSTERDOWN, or MOVED to the dead node; ioredis
+ * sends each again after a delay, but by default only 16 times (a second or two), then fails it.
+ * These clients retry without limit, as they do while a single Redis is down, every 100 ms
+ * (MOVED too, so that a stale slot table does not bounce commands in a tight loop).
+ */
+const CLUSTER_FAILOVER_WAIT = {
+  maxRedirections: Number.POSITIVE_INFINITY,
+  retryDelayOnFailover: 100,
+  retryDelayOnClusterDown: 100,
+  retryDelayOnMoved: 100,
+} as const;
+
 /** A bare URL stands for the single-server mode (tests and benchmarks start one server). */
 const targetOf = (target: RedisTarget | string): RedisTarget =>
   typeof target === 'string' ? { mode: 'single', url: target } : target;
@@ -73,6 +88,7 @@ export function createRedis(
         lazyConnect: true,
         enableOfflineQueue: options.enableOfflineQueue,
         clusterRetryStrategy: retryStrategy,
+        ...(purpose === 'queue' ? CLUSTER_FAILOVER_WAIT : {}),
         redisOptions: { ...options, password: target.password },
       });
       break;

@@ -11,6 +11,7 @@ import {
   startRedisServer,
   type RedisServer,
 } from '#processes';
+import { askNode, parseClusterNodes } from './cluster-nodes.js';
 
 /**
  * Redis in its high-availability shapes for tests, all on loopback ports with private data dirs:
@@ -96,18 +97,36 @@ export class TestSentinels implements RedisEndpoint {
   }
 }
 
-/** Three primaries sharing the 16,384 slots, no replicas. */
+export interface TestClusterOptions {
+  /** 1: six nodes, each primary with a replica that takes over when it dies. @defaultValue 0 */
+  replicasPerPrimary?: 0 | 1;
+}
+
+/** The primary that serves a slot, and its replicas. */
+export interface ClusterShard {
+  readonly slot: number;
+  readonly primary: RedisServer;
+  readonly replicas: readonly RedisServer[];
+}
+
+/**
+ * Three primaries sharing the 16,384 slots, with no replica or one each. A node counts as down
+ * 5 s after its last answer without replicas (a busy machine must not fail the cluster), 2 s with
+ * them, so that a replica takes over within seconds (production keeps the 15 s default).
+ */
 export class TestRedisCluster implements RedisEndpoint {
   private constructor(
     readonly nodes: readonly RedisServer[],
     private readonly dir: string,
   ) {}
 
-  static async start(): Promise<TestRedisCluster> {
+  static async start(options: TestClusterOptions = {}): Promise<TestRedisCluster> {
+    const replicasPerPrimary = options.replicasPerPrimary ?? 0;
+    const nodeTimeoutMs = replicasPerPrimary > 0 ? 2000 : 5000;
     const dir = mkdtempSync(join(tmpdir(), 'dijiang-cluster-'));
     const nodes: RedisServer[] = [];
     try {
-      for (let index = 0; index < 3; index += 1) {
+      for (let index = 0; index < 3 * (1 + replicasPerPrimary); index += 1) {
         const port = await freePort();
         const nodeDir = join(dir, `node-${index}`);
         nodes.push(
@@ -121,7 +140,7 @@ export class TestRedisCluster implements RedisEndpoint {
               '--cluster-config-file',
               join(nodeDir, 'nodes.conf'),
               '--cluster-node-timeout',
-              '5000',
+              String(nodeTimeoutMs),
             ],
           }),
         );
@@ -134,7 +153,7 @@ export class TestRedisCluster implements RedisEndpoint {
           'create',
           ...nodes.map((node) => `127.0.0.1:${node.port}`),
           '--cluster-replicas',
-          '0',
+          String(replicasPerPrimary),
           '--cluster-yes',
         ],
         { encoding: 'utf8', timeout: 30_000 },
@@ -147,6 +166,15 @@ export class TestRedisCluster implements RedisEndpoint {
       }
       const cluster = new TestRedisCluster(nodes, dir);
       await cluster.waitUntilOk();
+      // A replica can take over only once it holds its primary's data.
+      await cluster.waitUntil('every replica in sync', async () => {
+        const infos = await Promise.all(
+          nodes.map(async (node) => (await askNode(node.port, 'INFO', 'replication')) as string),
+        );
+        return infos.every(
+          (info) => info.includes('role:master') || info.includes('master_link_status:up'),
+        );
+      });
       return cluster;
     } catch (error) {
       await Promise.all(nodes.map((node) => node.stop('SIGKILL')));
@@ -167,22 +195,77 @@ export class TestRedisCluster implements RedisEndpoint {
     };
   }
 
-  /** Every node reports `cluster_state:ok` (all slots covered, the nodes agree). */
-  private async waitUntilOk(timeoutMs = 20_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
+  /** The nodes whose process runs (a test may have killed some). */
+  private get liveNodes(): RedisServer[] {
+    return this.nodes.filter(
+      (node) => node.child.exitCode === null && node.child.signalCode === null,
+    );
+  }
+
+  /** The shard that serves `key` (its hash tag, if it has one), as a live node sees it. */
+  async shardOf(key: string): Promise<ClusterShard> {
+    const [asked] = this.liveNodes;
+    if (asked === undefined) throw new Error('no cluster node is running');
+    const slot = (await askNode(asked.port, 'CLUSTER', 'KEYSLOT', key)) as number;
+    const views = parseClusterNodes((await askNode(asked.port, 'CLUSTER', 'NODES')) as string);
+    const owner = views.find(
+      (view) =>
+        view.flags.includes('master') &&
+        view.slotRanges.some(([first, last]) => first <= slot && slot <= last),
+    );
+    const serverAt = (port: number): RedisServer => {
+      const server = this.nodes.find((node) => node.port === port);
+      if (server === undefined) throw new Error(`no node of this cluster listens on ${port}`);
+      return server;
+    };
+    if (owner === undefined) throw new Error(`no primary serves slot ${slot}`);
+    return {
+      slot,
+      primary: serverAt(owner.port),
+      replicas: views
+        .filter((view) => view.primaryId === owner.id)
+        .map((view) => serverAt(view.port)),
+    };
+  }
+
+  /**
+   * Waits until `replica` is a primary and every live node reports the cluster ok. The replica
+   * starts an election once the other primaries agree its primary failed; if it is still a replica
+   * after `forceAfterMs`, `CLUSTER FAILOVER FORCE` starts the election without waiting for it.
+   */
+  async waitForPromotion(replica: RedisServer, forceAfterMs: number): Promise<void> {
+    const forceAt = Date.now() + forceAfterMs;
+    let forced = false;
+    await this.waitUntil(`the replica :${replica.port} promoted`, async () => {
+      const [role] = (await askNode(replica.port, 'ROLE')) as string[];
+      if (role === 'master') return true;
+      if (!forced && Date.now() > forceAt) {
+        forced = true;
+        await askNode(replica.port, 'CLUSTER', 'FAILOVER', 'FORCE');
+      }
+      return false;
+    });
+    await this.waitUntilOk();
+  }
+
+  /** Every live node reports `cluster_state:ok` (all slots covered, the nodes agree). */
+  private async waitUntilOk(): Promise<void> {
+    await this.waitUntil('cluster_state:ok on every node', async () => {
       const states = await Promise.all(
-        this.nodes.map(async (node) => {
-          const client = new Redis(node.port, '127.0.0.1', { maxRetriesPerRequest: 0 });
-          try {
-            return (await client.call('CLUSTER', 'INFO')) as string;
-          } finally {
-            client.disconnect();
-          }
-        }),
+        this.liveNodes.map(async (node) => (await askNode(node.port, 'CLUSTER', 'INFO')) as string),
       );
-      if (states.every((info) => info.includes('cluster_state:ok'))) return;
-      if (Date.now() > deadline) throw new Error(`cluster not ok:\n${states.join('\n')}`);
+      return states.every((info) => info.includes('cluster_state:ok'));
+    });
+  }
+
+  private async waitUntil(
+    what: string,
+    holds: () => Promise<boolean>,
+    timeoutMs = 20_000,
+  ): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await holds())) {
+      if (Date.now() > deadline) throw new Error(`the test cluster did not reach: ${what}`);
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
   }
