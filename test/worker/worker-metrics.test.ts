@@ -91,7 +91,8 @@ describe('worker metrics (METRICS_PORT), against what the jobs report', () => {
     expect(delta(afterOne, before, 'dijiang_worker_decode_steps_total')).toBe(
       one.usage.completionTokens - 1,
     );
-    expect(afterOne.get(series('dijiang_worker_batch_size'))).toBe(1);
+    // The batch is the engine's now: none once the job is done.
+    expect(afterOne.get(series('dijiang_worker_batch_size'))).toBe(0);
     expect(delta(afterOne, before, 'dijiang_worker_decode_seconds_total')).toBeGreaterThan(0);
 
     const ids = ['a', 'b', 'c'];

@@ -55,10 +55,14 @@ export class WorkerMetrics {
       };
     new Gauge({
       name: 'dijiang_worker_batch_size',
-      help: 'Rows of the latest decode step',
+      help: 'Rows of the latest decode step; 0 while the engine holds no sequence',
       labelNames,
       registers,
-      collect: perModel((engine) => engine.stats.lastDecodeRows),
+      // The engine sends its figures with its events: an idle one sends none, and its last
+      // step's rows would otherwise read as a batch running now.
+      collect: perModel((engine) =>
+        engine.activeSequences === 0 ? 0 : engine.stats.lastDecodeRows,
+      ),
     });
     new Gauge({
       name: 'dijiang_worker_active_sequences',
