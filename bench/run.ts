@@ -14,6 +14,7 @@ const SCRIPTS = [
   'kernels.js',
   'engine.js',
   'weights.js',
+  'step-profile.js',
   'documents.js',
   'gateway.js',
   'scaling.js',
