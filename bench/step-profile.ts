@@ -14,7 +14,6 @@
 import { mkdtemp, readdir, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as ort from 'onnxruntime-node';
 import {
   headDim,
   initWeights,
@@ -24,7 +23,7 @@ import {
   type PresetName,
   type WeightPrecision,
 } from '#model';
-import { runChunk, StateBatch } from '#engine/runtime';
+import { openSession, runChunk, StateBatch, type InferenceSession } from '#engine/runtime';
 import { DEFAULT_SAMPLING, TokenSampler } from '#engine';
 import { describeMachine, machineInfo, markdownTable } from './machine.js';
 import { median } from './stats.js';
@@ -137,7 +136,7 @@ async function profileStep(
   const profileDir = await mkdtemp(join(dir, 'profile-'));
   const state = new Float32Array(config.numLayers * config.numHeads * headDim(config) ** 2);
   for (let index = 0; index < state.length; index += 1) state[index] = Math.sin(index) * 0.01;
-  const step = (session: ort.InferenceSession) =>
+  const step = (session: InferenceSession) =>
     runChunk(session, config, {
       inputIds: [7],
       batch: 1,
@@ -147,10 +146,7 @@ async function profileStep(
       state,
     });
   // Wall time from a session without the profiler, which costs time of its own per node.
-  const plain = await ort.InferenceSession.create(path, {
-    intraOpNumThreads: threads,
-    graphOptimizationLevel: 'all',
-  });
+  const plain = await openSession(path, { intraOpNumThreads: threads });
   for (let warm = 0; warm < WARM_STEPS; warm += 1) await step(plain);
   const wall: number[] = [];
   for (let index = 0; index < steps; index += 1) {
@@ -159,10 +155,8 @@ async function profileStep(
     wall.push(performance.now() - started);
   }
   await plain.release();
-  const profiled = await ort.InferenceSession.create(path, {
+  const profiled = await openSession(path, {
     intraOpNumThreads: threads,
-    graphOptimizationLevel: 'all',
-    enableProfiling: true,
     profileFilePrefix: join(profileDir, 'step'),
   });
   for (let index = 0; index < WARM_STEPS + steps; index += 1) await step(profiled);

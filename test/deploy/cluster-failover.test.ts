@@ -17,7 +17,9 @@ import {
   batchRequests,
   expectStreamMatchesReference,
   lineJobId,
+  readiness,
   ReferenceGenerator,
+  replicationOffset,
   submitBatch,
   waitForBatch,
   type ReferenceRun,
@@ -46,26 +48,6 @@ const MAX_TOKENS = 1000;
  * then a random delay); a slower machine gets until then before the test forces the election.
  */
 const FORCE_FAILOVER_AFTER_MS = 8000;
-
-interface Readiness {
-  workers: { list: { id: string; pid: number; heartbeatAt: string }[] };
-}
-
-async function readiness(url: string): Promise<{ status: number; body: Readiness }> {
-  const response = await fetch(`${url}/health/ready`);
-  return { status: response.status, body: (await response.json()) as Readiness };
-}
-
-/** A replication offset (bytes of the replication stream) from `INFO replication`. */
-async function replicationOffset(port: number, field: string): Promise<number> {
-  const client = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 0 });
-  try {
-    const info = await client.info('replication');
-    return Number(new RegExp(`^${field}:(\\d+)`, 'm').exec(info)?.[1] ?? Number.NaN);
-  } finally {
-    client.disconnect();
-  }
-}
 
 describe('Redis Cluster failover of the shard that holds the queue, during a batch', () => {
   let cluster: TestRedisCluster;

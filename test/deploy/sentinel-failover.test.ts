@@ -11,7 +11,9 @@ import {
   batchRequests,
   expectStreamMatchesReference,
   lineJobId,
+  readiness,
   ReferenceGenerator,
+  replicationOffset,
   submitBatch,
   waitForBatch,
   type ReferenceRun,
@@ -36,26 +38,6 @@ import {
 const LINES = 8;
 /** Tokens per line: long enough that every line is mid-generation when the primary dies. */
 const MAX_TOKENS = 1000;
-
-interface Readiness {
-  workers: { list: { id: string; pid: number; heartbeatAt: string }[] };
-}
-
-async function readiness(url: string): Promise<{ status: number; body: Readiness }> {
-  const response = await fetch(`${url}/health/ready`);
-  return { status: response.status, body: (await response.json()) as Readiness };
-}
-
-/** A replication offset (bytes of the replication stream) from `INFO replication`. */
-async function replicationOffset(port: number, field: string): Promise<number> {
-  const client = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 0 });
-  try {
-    const info = await client.info('replication');
-    return Number(new RegExp(`^${field}:(\\d+)`, 'm').exec(info)?.[1] ?? Number.NaN);
-  } finally {
-    client.disconnect();
-  }
-}
 
 describe('Sentinel failover during a batch', () => {
   let sentinels: TestSentinels;

@@ -1,3 +1,4 @@
+import { Redis } from 'ioredis';
 import { expect } from 'vitest';
 import { toFile, type OpenAI } from 'openai';
 import { JobPriority, type StreamEvent } from '#contracts';
@@ -224,4 +225,25 @@ export function expectStreamMatchesReference(
     `${label}: done`,
   ).toBe(true);
   return tokens.length - firstSeen.length;
+}
+
+export interface Readiness {
+  workers: { list: { id: string; pid: number; heartbeatAt: string }[] };
+}
+
+/** The gateway's readiness answer, with the workers it lists. */
+export async function readiness(url: string): Promise<{ status: number; body: Readiness }> {
+  const response = await fetch(`${url}/health/ready`);
+  return { status: response.status, body: (await response.json()) as Readiness };
+}
+
+/** A replication offset (bytes of the replication stream) from `INFO replication`. */
+export async function replicationOffset(port: number, field: string): Promise<number> {
+  const client = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 0 });
+  try {
+    const info = await client.info('replication');
+    return Number(new RegExp(`^${field}:(\\d+)`, 'm').exec(info)?.[1] ?? Number.NaN);
+  } finally {
+    client.disconnect();
+  }
 }

@@ -21,6 +21,11 @@ export interface SessionOptions {
    * @defaultValue false
    */
   allowSpinning?: boolean;
+  /**
+   * Record onnxruntime's profile of every run, written to a JSON file whose name starts with this
+   * path when `endProfiling()` is called (the step-profile benchmark). @defaultValue off
+   */
+  profileFilePrefix?: string;
 }
 
 export async function openSession(
@@ -35,6 +40,9 @@ export async function openSession(
     ...(options.intraOpNumThreads === undefined
       ? {}
       : { intraOpNumThreads: options.intraOpNumThreads }),
+    ...(options.profileFilePrefix === undefined
+      ? {}
+      : { enableProfiling: true, profileFilePrefix: options.profileFilePrefix }),
   });
 }
 
