@@ -15,9 +15,10 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
-import { headDim, type PresetName } from '#model';
+import type { PresetName } from '#model';
 import { runChunk } from '#engine/runtime';
 import { percentile } from './stats.js';
+import { decodeStepRequest } from './decode-step.js';
 import {
   threads,
   batches,
@@ -48,17 +49,8 @@ interface GraphStep {
  */
 async function graphStep(bench: Bench, batch: number): Promise<GraphStep> {
   const { config, session } = bench;
-  const state = new Float32Array(config.numLayers * batch * config.numHeads * headDim(config) ** 2);
-  for (let index = 0; index < state.length; index += 1) state[index] = Math.sin(index) * 0.01;
-  const step = () =>
-    runChunk(session, config, {
-      inputIds: Array.from({ length: batch }, (_unused, row) => 5 + row),
-      batch,
-      chunk: 1,
-      startPos: new Array<number>(batch).fill(100),
-      validLen: new Array<number>(batch).fill(1),
-      state,
-    });
+  const request = decodeStepRequest(config, batch);
+  const step = () => runChunk(session, config, request);
   for (let run = 0; run < 3; run += 1) await step();
   const times: number[] = [];
   for (let run = 0; run < 15; run += 1) {

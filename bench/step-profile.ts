@@ -26,6 +26,7 @@ import {
 import { openSession, runChunk, StateBatch, type InferenceSession } from '#engine/runtime';
 import { DEFAULT_SAMPLING, TokenSampler } from '#engine';
 import { describeMachine, machineInfo, markdownTable } from './machine.js';
+import { decodeStepRequest } from './decode-step.js';
 import { median } from './stats.js';
 
 const threads = Number(process.env.BENCH_THREADS ?? 2);
@@ -134,17 +135,8 @@ async function profileStep(
   const path = join(dir, `${preset}-${precision}.onnx`);
   await writeOnnxModel(config, initWeights(config, 0), path, { weights: precision });
   const profileDir = await mkdtemp(join(dir, 'profile-'));
-  const state = new Float32Array(config.numLayers * config.numHeads * headDim(config) ** 2);
-  for (let index = 0; index < state.length; index += 1) state[index] = Math.sin(index) * 0.01;
-  const step = (session: InferenceSession) =>
-    runChunk(session, config, {
-      inputIds: [7],
-      batch: 1,
-      chunk: 1,
-      startPos: [100],
-      validLen: [1],
-      state,
-    });
+  const request = decodeStepRequest(config, 1);
+  const step = (session: InferenceSession) => runChunk(session, config, request);
   // Wall time from a session without the profiler, which costs time of its own per node.
   const plain = await openSession(path, { intraOpNumThreads: threads });
   for (let warm = 0; warm < WARM_STEPS; warm += 1) await step(plain);

@@ -14,7 +14,6 @@ import { mkdtemp, rm, stat, writeFile, mkdir } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  headDim,
   initWeights,
   presetConfig,
   WEIGHT_PRECISIONS,
@@ -25,6 +24,7 @@ import {
 } from '#model';
 import { openSession, runChunk, type InferenceSession } from '#engine/runtime';
 import { describeMachine, machineInfo, markdownTable, verdict } from './machine.js';
+import { decodeStepRequest } from './decode-step.js';
 import { median } from './stats.js';
 
 const threads = Number(process.env.BENCH_THREADS ?? 2);
@@ -77,21 +77,12 @@ async function measurePreset(preset: PresetName, dir: string): Promise<Row[]> {
       prefill: [],
     });
   }
-  const state = new Float32Array(config.numLayers * config.numHeads * headDim(config) ** 2);
-  for (let index = 0; index < state.length; index += 1) state[index] = Math.sin(index) * 0.01;
+  const decodeRequest = decodeStepRequest(config, 1);
   const prompt = Array.from({ length: PREFILL_TOKENS }, (_unused, t) => 5 + (t % 200));
   for (let round = 0; round < rounds; round += 1) {
     for (const subject of subjects) {
       const { session } = subject;
-      const decodeStep = () =>
-        runChunk(session, config, {
-          inputIds: [7],
-          batch: 1,
-          chunk: 1,
-          startPos: [100],
-          validLen: [1],
-          state,
-        });
+      const decodeStep = () => runChunk(session, config, decodeRequest);
       const prefill = () =>
         runChunk(session, config, {
           inputIds: prompt,
