@@ -258,6 +258,9 @@ describe('auth, tenants, validation and limits', () => {
 
     // One at a time, each finished before the next: MAX_QUEUE_DEPTH is 2 here.
     const submit = async (who: typeof alice, prompt: string) => {
+      // The gateway reuses a queue-depth reading for 100 ms and adds its own submissions to it:
+      // past that, it reads the real depth, where the finished job no longer waits.
+      await new Promise((resolve) => setTimeout(resolve, 150));
       const job = await who.post<{ id: string }>('/v1/jobs', {
         type: 'score',
         model: 'scripted',
